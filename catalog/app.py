@@ -1,0 +1,84 @@
+"""The app factory: one FastAPI app per settings object, with domain errors mapped to HTTP in one place."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
+
+from catalog import endpoints
+from catalog.db import Database
+from catalog.errors import DomainError
+from catalog.search import CatalogSearch, backend_for
+from catalog.settings import Settings, get_settings
+
+DESCRIPTION = """
+公共数据目录与共享平台 API (opendata-hub)。
+
+* 认证：`Authorization: Bearer <令牌>`，令牌由 `POST /api/v1/auth/login` 换取，或由 `opendata demo` 打印。
+* 一数一源一标准：每个数据元只有一个权威来源（资源 + 部门），重复登记返回 **409**，并指明已有来源；可改登记为引用。
+* 目录规则（DOMAIN.md）违反时返回 **422**，`detail` 中每一项给出字段 (`loc`)、规则 (`type`) 与中文说明 (`msg`)。
+* 列表均分页：`page`、`page_size`（≤ 100）。
+"""
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    db = database or Database(settings.resolved_database_url())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        if database is None:
+            db.dispose()
+
+    app = FastAPI(title="opendata-hub 公共数据目录", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.db = db
+    app.state.search = CatalogSearch(backend_for(db.dialect), cache_size=settings.search_cache_size)
+    app.include_router(endpoints.router)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+        headers = None
+        if exc.status_code == 401:
+            headers = {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc.error}"'}
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
+        return JSONResponse({"error": "validation_error", "message": f"请求参数不合法 — {where}", "detail": errors},
+                            status_code=422)
+
+    @app.exception_handler(StatementError)
+    async def database_rejected_value(_request: Request, exc: StatementError) -> JSONResponse:
+        # A value the database cannot store (a NUL character in text, an integer beyond its range) is bad input.
+        if not (isinstance(exc, DataError) or (not isinstance(exc, DBAPIError) and isinstance(exc.orig, ValueError))):
+            raise exc
+        return JSONResponse({"error": "invalid_value", "message": "请求中包含数据库无法保存的字符或数值（如 NUL 字符、超范围整数）"},
+                            status_code=400)
+
+    @app.get("/healthz", tags=["meta"], summary="存活检查")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(INDEX_HTML)
+
+    return app
+
+
+INDEX_HTML = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>opendata-hub 公共数据目录</title>
+<style>body{font-family:system-ui,"PingFang SC","Microsoft YaHei",sans-serif;max-width:46rem;margin:3rem auto;
+padding:0 1rem;line-height:1.7;color:#1f2937}code{background:#f3f4f6;padding:.1rem .3rem;border-radius:3px}</style>
+</head><body><h1>示范市公共数据目录 · opendata-hub</h1>
+<p>目录服务已启动。接口说明见 <a href="/openapi.json">/openapi.json</a>（OpenAPI 3）。</p>
+<p>示例：<code>curl -H "Authorization: Bearer &lt;令牌&gt;" "/api/v1/datasets?q=信用"</code>，
+令牌由 <code>opendata demo</code> 启动时打印，或以 <code>POST /api/v1/auth/login</code> 换取。</p>
+<p>匿名访问 <a href="/api/v1/datasets">/api/v1/datasets</a> 可检索开放目录。</p></body></html>"""

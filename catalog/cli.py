@@ -1,0 +1,178 @@
+"""The `opendata` command line: init (migrate), seed, serve, demo."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="opendata-hub 公共数据目录与共享平台")
+
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="数据目录（SQLite 文件与存储），默认 ./var")]
+DbUrl = Annotated[Optional[str], typer.Option("--database-url", help="数据库 URL，默认取 DATABASE_URL 或数据目录中的 SQLite")]
+
+
+def _settings(data_dir: Path | None, database_url: str | None):
+    from catalog.settings import Settings
+
+    overrides: dict = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if database_url:
+        overrides["database_url"] = database_url
+    return Settings(**overrides)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"错误：{message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _database(settings):
+    from sqlalchemy.exc import OperationalError
+
+    from catalog.db import Database
+
+    try:
+        db = Database(settings.resolved_database_url())
+        with db.engine.connect():
+            pass
+    except (OperationalError, ValueError) as exc:
+        _fail(f"无法连接数据库 {settings.resolved_database_url()}: {str(exc).splitlines()[0]}", 2)
+    return db
+
+
+def _migrate(db) -> str:
+    from catalog.migrate import current_revision, upgrade
+
+    upgrade(db.engine)
+    return current_revision(db.engine) or "?"
+
+
+def _seed(db, settings):
+    from catalog.search import CatalogSearch, backend_for
+    from schemas.loader import StandardFileError
+    from seeds.loader import SeedError, seed
+
+    search = CatalogSearch(backend_for(db.dialect))
+    try:
+        with db.session() as session:
+            return seed(session, search)
+    except (SeedError, StandardFileError) as exc:
+        _fail(f"种子数据有误，未写入任何内容：{exc}", 3)
+
+
+@app.command()
+def init(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """创建或升级数据库结构（Alembic 迁移）。"""
+    settings = _settings(data_dir, database_url)
+    db = _database(settings)
+    rev = _migrate(db)
+    typer.echo(f"数据库已迁移到版本 {rev}: {db.engine.url.render_as_string(hide_password=True)}")
+
+
+@app.command()
+def seed(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """载入 seeds/ 中的演示部门、用户、数据元标准、资源与编目清单（可重复执行）。"""
+    settings = _settings(data_dir, database_url)
+    db = _database(settings)
+    from catalog.migrate import current_revision
+
+    if current_revision(db.engine) is None:
+        _fail("数据库尚未初始化，请先运行 `opendata init`", 2)
+    report = _seed(db, settings)
+    typer.echo(f"数据元 {report.standards}；部门 {report.departments}；用户 {report.users}；"
+               f"资源 新增 {report.datasets_created} / 已有 {report.datasets_existing}；编目清单 {report.inventory}")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _serve(settings, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    if not _port_free(host, port):
+        _fail(f"端口 {port} 已被占用，请用 --port 指定其他端口", 4)
+    # Worker processes rebuild the app from the environment, so pass the settings through it.
+    os.environ["ODH_DATA_DIR"] = str(settings.data_dir)
+    if settings.database_url:
+        os.environ["DATABASE_URL"] = settings.database_url
+    uvicorn.run("catalog.asgi:app", host=host, port=port, workers=workers, log_level="warning")
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None, database_url: DbUrl = None,
+    host: Annotated[str, typer.Option(help="监听地址")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="端口", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="工作进程数", min=1, max=64)] = 1,
+) -> None:
+    """启动 API 服务。"""
+    settings = _settings(data_dir, database_url)
+    db = _database(settings)
+    from catalog.migrate import current_revision
+
+    if current_revision(db.engine) is None:
+        _fail("数据库尚未初始化，请先运行 `opendata init`（或直接 `opendata demo`）", 2)
+    db.dispose()
+    typer.echo(f"opendata-hub 已启动: http://{host}:{port}/")
+    _serve(settings, host, port, workers)
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = None,
+    host: Annotated[str, typer.Option(help="监听地址")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="端口", min=1, max=65535)] = 8000,
+) -> None:
+    """一条命令运行演示：初始化数据库、载入种子数据、为演示用户签发令牌并启动服务。"""
+    from sqlalchemy import select
+
+    from catalog.auth import issue_token
+    from catalog.models import User
+
+    settings = _settings(data_dir, None)
+    if not _port_free(host, port):
+        _fail(f"端口 {port} 已被占用，请用 --port 指定其他端口（并用 --data-dir 指定另一数据目录）", 4)
+    db = _database(settings)
+    _migrate(db)
+    report = _seed(db, settings)
+    base = f"http://{host}:{port}"
+    lines = []
+    with db.session() as session:
+        for entry in report.demo_users:
+            user = session.execute(select(User).where(User.username == entry["username"])).scalar_one()
+            _, secret = issue_token(session, settings.secret_key, user, "demo", 30)
+            lines.append((entry, secret))
+    db.dispose()
+    typer.echo("")
+    typer.secho(f"opendata-hub 演示已就绪: {base}/", fg=typer.colors.GREEN, bold=True)
+    typer.echo(f"数据目录: {settings.data_dir.resolve()}  数据库: {settings.resolved_database_url()}")
+    typer.echo("演示用户（用户名 / 密码 / 部门 / 角色 / API 令牌）:")
+    for entry, secret in lines:
+        typer.echo(f"  {entry['username']:<16} {entry['password']:<26} {entry['department']:<6} "
+                   f"{','.join(entry['roles']):<18} {secret}")
+    steward_token = next(s for e, s in lines if "steward" in e["roles"])
+    typer.echo("试一试:")
+    typer.echo(f'  curl -s -H "Authorization: Bearer {steward_token}" "{base}/api/v1/datasets?q=信用"')
+    typer.echo(f'  curl -s "{base}/api/v1/datasets?q=空气"    # 匿名：开放目录')
+    sys.stdout.flush()
+    _serve(settings, host, port, 1)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,39 @@
+"""Indicators computed from the catalog (DOMAIN.md "Indicators"), never typed in."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from catalog.enums import DatasetStatus
+from catalog.models import Dataset, Department, InventoryEntry
+from catalog.schemas import CataloguingIndicator, CataloguingRate
+
+
+def cataloguing_rate(session: Session) -> CataloguingIndicator:
+    """数据编目率 = catalogued resources ÷ resources on the declared inventory (应编尽编), per department and overall.
+
+    An inventory entry counts as catalogued when a dataset with its code is in the catalog and not withdrawn.
+    """
+    catalogued = set(session.execute(
+        select(Dataset.code).where(Dataset.status == DatasetStatus.published)
+    ).scalars())
+    rows = session.execute(
+        select(InventoryEntry.code, Department.code, Department.name)
+        .join(Department, Department.id == InventoryEntry.department_id)
+        .order_by(Department.code, InventoryEntry.code)
+    ).all()
+    per_dept: dict[str, tuple[str, list[str], list[str]]] = {}
+    for code, dept_code, dept_name in rows:
+        _, done, missing = per_dept.setdefault(dept_code, (dept_name, [], []))
+        (done if code in catalogued else missing).append(code)
+
+    def rate(dept_code: str | None, name: str, done: list[str], missing: list[str]) -> CataloguingRate:
+        declared = len(done) + len(missing)
+        return CataloguingRate(department_code=dept_code, department_name=name, declared=declared,
+                               catalogued=len(done), rate=round(len(done) / declared, 4) if declared else None,
+                               missing=missing)
+
+    departments = [rate(code, name, done, missing) for code, (name, done, missing) in per_dept.items()]
+    all_done = [c for _, d, _ in per_dept.values() for c in d]
+    all_missing = [c for _, _, m in per_dept.values() for c in m]
+    return CataloguingIndicator(overall=rate(None, "全市", all_done, all_missing), departments=departments)

@@ -1,0 +1,32 @@
+"""Alembic environment. The URL comes from the caller (catalog.migrate) or DATABASE_URL, never from an ini file."""
+from __future__ import annotations
+
+from alembic import context
+
+from catalog.db import make_engine
+from catalog.models import Base
+from catalog.settings import get_settings
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    url = config.get_main_option("sqlalchemy.url") or get_settings().resolved_database_url()
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline migrations are not supported; run `opendata init`")
+run_migrations_online()

@@ -1,0 +1,38 @@
+"""The one settings object. Every value comes from an environment variable (or its default)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ODH_", extra="ignore")
+
+    # Root for everything the embedded default keeps on disk (SQLite file, Parquet storage).
+    data_dir: Path = Path("./var")
+    # SQLAlchemy URL. Empty means the embedded default: a SQLite file under data_dir.
+    database_url: str = Field(default="", validation_alias=AliasChoices("DATABASE_URL", "ODH_DATABASE_URL"))
+    # fsspec URL or local path for published Parquet snapshots; empty means data_dir/storage.
+    storage_root: str = ""
+    # Used to sign session cookies and as a pepper for API-token hashes.
+    secret_key: str = "dev-only-change-me"
+    # Largest page size any list endpoint returns.
+    max_page_size: int = 100
+    # Search result cache entries per process (0 disables it).
+    search_cache_size: int = 512
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'opendata.db').resolve()}"
+
+    def resolved_storage_root(self) -> str:
+        return self.storage_root or str((self.data_dir / "storage").resolve())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The standards registry: data element standards (数据元) as YAML files, and their loader."""
