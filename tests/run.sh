@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The test command (README): installs into .venv, creates a fresh, uniquely named PostgreSQL database on the
+# server this machine provides, runs the whole suite on SQLite and PostgreSQL, and drops every database it made.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PG_SERVER=${ODH_PG_SERVER:-postgresql://postgres@127.0.0.1:5432}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
+
+RUN_DB="odh_test_$(date +%Y%m%d%H%M%S)_$$_${RANDOM}"
+export ODH_TEST_POSTGRES_URL="$PG_SERVER/$RUN_DB"
+
+pg_admin() {
+  "$VENV/bin/python" - "$PG_SERVER" "$RUN_DB" "$1" <<'PY'
+import sys
+import psycopg
+server, name, action = sys.argv[1:4]
+with psycopg.connect(server + "/postgres", autocommit=True, connect_timeout=10) as conn:
+    if action == "create":
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+    else:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (name + "%",)).fetchall()
+        for (db,) in rows:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        print(f"dropped {len(rows)} test database(s) named {name}*")
+PY
+}
+
+if ! pg_admin create; then
+  echo "ERROR: cannot create a test database on $PG_SERVER — the PostgreSQL tests cannot run." >&2
+  exit 2
+fi
+trap 'pg_admin drop || true' EXIT
+
+"$VENV/bin/python" -m pytest "$@"
