@@ -34,6 +34,7 @@ from catalog.schemas import (
     TokenOut,
 )
 from catalog.search import SORTS, SearchQuery, highlight
+from catalog.schemas import _CONTROL as CONTROL_CHARACTERS
 
 ERRORS = {
     400: {"model": ErrorBody, "description": "bad request"},
@@ -184,7 +185,7 @@ def search_datasets(
     filters = tuple((name, tuple(str(getattr(v, "value", v)) for v in values)) for name, values in (
         ("department", department), ("category", category), ("share_type", share_type), ("open_type", open_type),
         ("security_grade", security_grade), ("collection_status", collection_status)) if values)
-    query = SearchQuery(q=q.strip(), filters=filters, sort=sort, page=page, page_size=page_size,
+    query = SearchQuery(q=" ".join(CONTROL_CHARACTERS.sub(" ", q).split()), filters=filters, sort=sort, page=page, page_size=page_size,
                         public_only=principal is None)
     result = search.search(session, query)
     hits = []

@@ -43,11 +43,12 @@ def _level(grade: SecurityGrade | str) -> int:
     return int(SecurityGrade(grade).value[1])
 
 
-def check_dataset(draft: DatasetDraft, items: list[ResolvedItem]) -> list[RuleViolation]:
+def check_dataset(draft: DatasetDraft, items: list[ResolvedItem], new: bool = True) -> list[RuleViolation]:
     v: list[RuleViolation] = []
     grade = _level(draft.security_grade)
 
-    if not draft.code.startswith(draft.department_code + "-"):
+    # The code is assigned at registration; a dataset transferred later keeps it.
+    if new and not draft.code.startswith(draft.department_code + "-"):
         v.append(RuleViolation("code", "code.department_prefix",
                                f"资源代码 code「{draft.code}」须以提供方部门代码「{draft.department_code}-」开头"))
 

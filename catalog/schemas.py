@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from catalog.enums import (
     BaseLibrary,
@@ -32,6 +33,22 @@ Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 ElementId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class InputModel(BaseModel):
+    """Base of every request body: text may not carry control characters (PostgreSQL cannot store NUL at all,
+    and the same input must get the same answer on both databases)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(t, str) and _CONTROL.search(t) for t in texts):
+            raise ValueError("文本中不能包含控制字符（如 NUL）")
+        return value
+
+
 class Page(BaseModel, Generic[T]):
     total: int = Field(description="matching records in all pages")
     page: int
@@ -54,7 +71,7 @@ class DepartmentOut(BaseModel):
     parent_code: str | None = None
 
 
-class DepartmentIn(BaseModel):
+class DepartmentIn(InputModel):
     code: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9]{1,15}$")] = Field(examples=["TJJ"])
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=128)] = Field(
         examples=["示范市统计局"]
@@ -65,7 +82,7 @@ class DepartmentIn(BaseModel):
     parent_code: str | None = Field(default=None, max_length=16, examples=[None])
 
 
-class DepartmentPatch(BaseModel):
+class DepartmentPatch(InputModel):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=128)] | None = None
     short_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
 
@@ -77,7 +94,7 @@ class MeOut(BaseModel):
     roles: list[Role]
 
 
-class LoginIn(BaseModel):
+class LoginIn(InputModel):
     username: str = Field(min_length=1, max_length=64, examples=["gaj_publisher"])
     password: str = Field(min_length=1, max_length=256, examples=["demo-gaj_publisher-2026"])
     token_name: str = Field(default="api", min_length=1, max_length=128)
@@ -142,7 +159,7 @@ class AuthoritativeSourceOut(BaseModel):
 
 
 # ---------------------------------------------------------------- datasets
-class DataItemIn(BaseModel):
+class DataItemIn(InputModel):
     model_config = ConfigDict(extra="forbid")
     code: ItemCode = Field(examples=["sfzhm"], description="field code, unique within the dataset")
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)] = Field(
@@ -165,7 +182,7 @@ class DataItemIn(BaseModel):
     )
 
 
-class DatasetFields(BaseModel):
+class DatasetFields(InputModel):
     model_config = ConfigDict(extra="forbid")
     name: Text200 | None = None
     summary: Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)] | None = None

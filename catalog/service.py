@@ -72,6 +72,18 @@ def describe_source(src: AuthoritativeSource) -> str:
     return f"{src.department.name}「{src.dataset.name}」({src.dataset.code})"
 
 
+def source_conflict(element: DataElement, source: AuthoritativeSource, item_name: str,
+                    index: int) -> AuthoritativeSourceConflict:
+    return AuthoritativeSourceConflict(
+        f"数据元「{element.name}」({element.identifier}) 已有权威来源：{describe_source(source)}。"
+        f"一数一源：请将数据项「{item_name}」登记为对该来源的引用 (source: reference)",
+        field=f"items.{index}.source",
+        element=element.identifier,
+        existing_source={"dataset_code": source.dataset.code, "dataset_name": source.dataset.name,
+                          "department_code": source.department.code, "department_name": source.department.name},
+    )
+
+
 def bump_generation(session: Session) -> None:
     """Tell every process's search snapshot that the catalog changed (same transaction as the change)."""
     session.execute(
@@ -102,15 +114,7 @@ def _resolve_items(session: Session, dataset: Dataset | None, items: list[DataIt
         source = authoritative_source(session, element.identifier)
         if item.source == ItemSource.authoritative:
             if source is not None and (dataset is None or source.dataset_id != dataset.id):
-                raise AuthoritativeSourceConflict(
-                    f"数据元「{element.name}」({element.identifier}) 已有权威来源：{describe_source(source)}。"
-                    f"一数一源：请将数据项「{item.name}」登记为对该来源的引用 (source: reference)",
-                    field=f"items.{index}.source",
-                    element=element.identifier,
-                    existing_source={"dataset_code": source.dataset.code, "dataset_name": source.dataset.name,
-                                      "department_code": source.department.code,
-                                      "department_name": source.department.name},
-                )
+                raise source_conflict(element, source, item.name, index)
             if item.reference:
                 violations.append(RuleViolation(f"items.{index}.reference", "items.reference_on_authoritative",
                                                  f"数据项「{item.name}」登记为权威来源，不能同时填写 reference"))
@@ -170,11 +174,15 @@ def _apply_items(session: Session, dataset: Dataset, items: list[DataItemIn], re
         if item.source != ItemSource.authoritative:
             continue
         row = next(i for i in dataset.items if i.code == item.code)
-        identifier = by_index[position].element.identifier
-        current = authoritative_source(session, identifier)
+        element = by_index[position].element
+        current = authoritative_source(session, element.identifier)
         if current is None:
-            session.add(AuthoritativeSource(element_identifier=identifier, item_id=row.id, dataset_id=dataset.id,
-                                            department_id=dataset.department_id))
+            # Inserted, never upserted: the primary key refuses a claim that a concurrent transaction made first.
+            session.add(AuthoritativeSource(element_identifier=element.identifier, item_id=row.id,
+                                            dataset_id=dataset.id, department_id=dataset.department_id))
+        elif current.dataset_id != dataset.id:
+            # Claimed by another dataset since our check (a concurrent transaction committed in between).
+            raise source_conflict(element, current, item.name, position)
         elif current.item_id != row.id:
             current.item_id = row.id  # moved to another item of the same dataset
     session.flush()
@@ -300,7 +308,7 @@ def _item_in(item: DataItem) -> DataItemIn:
 def _save(session: Session, search: CatalogSearch, dataset: Dataset, department: Department,
           items: list[DataItemIn], new: bool) -> Dataset:
     resolved, violations, references = _resolve_items(session, None if new else dataset, items)
-    violations += check_dataset(_draft(dataset, department), resolved)
+    violations += check_dataset(_draft(dataset, department), resolved, new=new)
     violations += _check_related(session, dataset.related or [], dataset.code)
     if violations:
         raise CatalogRuleError(violations)
@@ -325,14 +333,7 @@ def _raise_lost_race(session: Session, code: str, resolved: list[ResolvedItem], 
         if items[r.index].source == ItemSource.authoritative:
             src = authoritative_source(session, r.element.identifier)
             if src is not None and src.dataset.code != code:
-                raise AuthoritativeSourceConflict(
-                    f"数据元「{r.element.name}」({r.element.identifier}) 已有权威来源：{describe_source(src)}。"
-                    f"一数一源：请将数据项「{r.name}」登记为对该来源的引用 (source: reference)",
-                    field=f"items.{r.index}.source", element=r.element.identifier,
-                    existing_source={"dataset_code": src.dataset.code, "dataset_name": src.dataset.name,
-                                      "department_code": src.department.code,
-                                      "department_name": src.department.name},
-                ) from exc
+                raise source_conflict(r.element, src, r.name, r.index) from exc
     if session.execute(select(Dataset.id).where(Dataset.code == code)).first():
         raise Conflict(f"资源代码 {code} 已被使用", field="code") from exc
     raise exc

@@ -142,12 +142,16 @@ def seed(session: Session, search: CatalogSearch, seeds_dir: Path = SEEDS_DIR,
             entries.append(entry)
             origin[entry.get("code", "?")] = path.name
     existing = set(session.execute(select(Dataset.code)).scalars())
+    related: dict[str, list[str]] = {}
     for entry in _load_order(entries, origin):
         if entry["code"] in existing:
             report.datasets_existing += 1
             continue
         try:
             body = DatasetCreate.model_validate(_dataset_body(entry))
+            # Related resources may point forward in the files: they are linked once every dataset exists.
+            related[entry["code"]] = body.related or []
+            body.related = None
             create_dataset(session, search, actor, body)
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -156,6 +160,13 @@ def seed(session: Session, search: CatalogSearch, seeds_dir: Path = SEEDS_DIR,
         except DomainError as exc:
             raise SeedError(f"{origin[entry['code']]} {entry['code']}: {exc.message}") from exc
         report.datasets_created += 1
+    if related:
+        datasets = {d.code: d for d in session.execute(select(Dataset)).unique().scalars()}
+        for code, links in related.items():
+            unknown = [c for c in links if c not in datasets]
+            if unknown:
+                raise SeedError(f"{origin[code]} {code}: 相关资源不存在：{'、'.join(unknown)}")
+            datasets[code].related = links
 
     inventory = {e.code: e for e in session.execute(select(InventoryEntry)).scalars()}
     for entry in _read(seeds_dir / "inventory.yaml"):

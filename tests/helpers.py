@@ -21,9 +21,9 @@ def item(code: str, name: str, element: str, **kw) -> dict:
 def dataset_body(elements: dict[str, str], **overrides) -> dict:
     """A valid L1, 无条件共享 / 无条件开放 dataset whose one key item sources 测试名称."""
     body = {
-        "name": "公共厕所位置信息",
+        "name": "便民驿站点位测试资源",
         "summary": "城区公共厕所的位置与开放时间，供市民查询。",
-        "keywords": ["公共厕所", "便民服务"],
+        "keywords": ["便民驿站", "测试"],
         "category": "主题库",
         "topic": "城乡建设",
         "share_type": "无条件共享",

@@ -117,9 +117,9 @@ def test_a_withdrawn_dataset_is_visible_only_to_its_department_and_the_steward(c
 
 
 def test_only_admins_manage_departments(client, tokens):
-    body = {"code": "TJJ", "name": "示范市统计局", "short_name": "统计局"}
+    body = {"code": "XFJ", "name": "示范市信访局", "short_name": "信访局"}
     assert client.post("/api/v1/departments", json=body, headers=bearer(tokens["gaj_publisher"])).status_code == 403
     r = client.post("/api/v1/departments", json=body, headers=bearer(tokens["steward"]))
     assert r.status_code == 201, r.text
     assert client.post("/api/v1/departments", json=body, headers=bearer(tokens["steward"])).status_code == 409
-    assert client.get("/api/v1/departments/TJJ", headers=bearer(tokens["rsj_consumer"])).json()["name"] == "示范市统计局"
+    assert client.get("/api/v1/departments/XFJ", headers=bearer(tokens["rsj_consumer"])).json()["name"] == "示范市信访局"

@@ -103,17 +103,17 @@ def test_highlights_mark_the_query_words(client, tokens):
 
 
 def test_a_new_dataset_is_found_at_once_and_a_withdrawn_one_disappears(client, tokens, elements):
-    assert _search(client, tokens["steward"], q="公共厕所")["total"] == 0
+    assert _search(client, tokens["steward"], q="便民驿站")["total"] == 0
     created = client.post("/api/v1/datasets", json=dataset_body(elements), headers=bearer(tokens["gaj_publisher"]))
     code = created.json()["code"]
-    assert [h["code"] for h in _search(client, tokens["steward"], q="公共厕所")["items"]] == [code]
+    assert [h["code"] for h in _search(client, tokens["steward"], q="便民驿站")["items"]] == [code]
     # Item names are searchable too, and a change is reindexed.
     client.patch(f"/api/v1/datasets/{code}", json={"items": [
         item("mc", "名称", elements["测试名称"], is_key=True), item("kfsj", "开放时段", elements["测试编码"])]},
         headers=bearer(tokens["gaj_publisher"]))
     assert [h["code"] for h in _search(client, tokens["steward"], q="开放时段")["items"]] == [code]
     client.delete(f"/api/v1/datasets/{code}", params={"reason": "测试"}, headers=bearer(tokens["gaj_publisher"]))
-    assert _search(client, tokens["steward"], q="公共厕所")["total"] == 0
+    assert _search(client, tokens["steward"], q="便民驿站")["total"] == 0
 
 
 def test_anonymous_search_sees_only_open_datasets(client, tokens):

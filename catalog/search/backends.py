@@ -25,10 +25,16 @@ class IndexedDocument(Protocol):
 
 
 class FullTextBackend(Protocol):
-    def match(self, session: Session, terms: Terms) -> tuple[np.ndarray, np.ndarray]:
-        """(dataset ids, scores; higher is better) of every dataset matching all terms."""
+    def match_ids(self, session: Session, terms: Terms, name_only: bool = False) -> np.ndarray:
+        """Ids of every dataset matching all terms (in the name field only, when asked). No ranking: cheap."""
+
+    def rank(self, session: Session, terms: Terms, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, relevance scores; higher is better) for the given matching ids, computed by the database."""
 
     def upsert(self, session: Session, dataset_id: int, fields: dict[str, str]) -> None: ...
+
+    def upsert_many(self, session: Session, rows: list[dict[str, object]]) -> None:
+        """rows: {"id": dataset id, **document_fields(...)} each; one executemany for bulk loads."""
 
     def delete(self, session: Session, dataset_id: int) -> None: ...
 
@@ -46,13 +52,17 @@ def document_fields(
     }
 
 
+def _parse_ids(ids_csv: str | None) -> np.ndarray:
+    # One comma-joined string parses in C; fetching 50k rows one tuple at a time costs ~10x as much in Python.
+    if not ids_csv:
+        return np.empty(0, dtype=np.int64)
+    return np.array(ids_csv.split(","), dtype=np.int64)
+
+
 def _parse_id_score(ids_csv: str | None, scores_csv: str | None) -> tuple[np.ndarray, np.ndarray]:
-    # One row of two comma-joined strings parses in C; fetching 50k (id, score) rows costs 10x as much in Python.
     if not ids_csv:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-    ids = np.array(ids_csv.split(","), dtype=np.int64)
-    scores = np.array(scores_csv.split(","), dtype=np.float64)
-    return ids, scores
+    return _parse_ids(ids_csv), np.array(scores_csv.split(","), dtype=np.float64)
 
 
 class SqliteFts5Backend:
@@ -62,7 +72,7 @@ class SqliteFts5Backend:
     WEIGHTS = "10.0, 6.0, 3.0, 1.0, 2.0"
 
     @staticmethod
-    def _expression(terms: Terms) -> str:
+    def _expression(terms: Terms, name_only: bool = False) -> str:
         def quoted(word: str) -> str:
             return '"' + word.replace('"', '""') + '"'
 
@@ -72,27 +82,42 @@ class SqliteFts5Backend:
                 parts.append("(" + quoted(word) + " OR (" + " AND ".join(quoted(s) for s in subs) + "))")
             else:
                 parts.append(quoted(word))
-        return " AND ".join(parts)
+        expr = " AND ".join(parts)
+        return "{name} : (" + expr + ")" if name_only else expr
 
-    def match(self, session: Session, terms: Terms) -> tuple[np.ndarray, np.ndarray]:
+    def match_ids(self, session: Session, terms: Terms, name_only: bool = False) -> np.ndarray:
+        row = session.execute(
+            text("SELECT group_concat(rowid) FROM dataset_fts WHERE dataset_fts MATCH :expr"),
+            {"expr": self._expression(terms, name_only)},
+        ).one()
+        return _parse_ids(row[0])
+
+    def rank(self, session: Session, terms: Terms, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # bm25 costs ~1.3 µs per row, so it is computed only for the rows asked for. `+rowid` keeps the filter
+        # out of FTS5's planning (as a lookup key it re-ran the whole match per id): the match streams, the set filters.
         row = session.execute(
             text(
-                "SELECT group_concat(id), group_concat(score) FROM ("
-                f"SELECT rowid AS id, -bm25(dataset_fts, {self.WEIGHTS}) AS score "
-                "FROM dataset_fts WHERE dataset_fts MATCH :expr)"
+                # MATERIALIZED keeps bm25() in the FTS query: flattened into the aggregate, SQLite refuses it.
+                f"WITH m AS MATERIALIZED (SELECT rowid AS id, -bm25(dataset_fts, {self.WEIGHTS}) AS score "
+                "FROM dataset_fts WHERE dataset_fts MATCH :expr "
+                "AND +rowid IN (SELECT value FROM json_each(:ids))) "
+                "SELECT group_concat(id), group_concat(score) FROM m"
             ),
-            {"expr": self._expression(terms)},
+            {"expr": self._expression(terms), "ids": "[" + ",".join(map(str, ids.tolist())) + "]"},
         ).one()
         return _parse_id_score(row[0], row[1])
 
     def upsert(self, session: Session, dataset_id: int, fields: dict[str, str]) -> None:
-        self.delete(session, dataset_id)
+        self.upsert_many(session, [{"id": dataset_id, **fields}])
+
+    def upsert_many(self, session: Session, rows: list[dict[str, object]]) -> None:
+        session.execute(text("DELETE FROM dataset_fts WHERE rowid = :id"), [{"id": r["id"]} for r in rows])
         session.execute(
             text(
                 "INSERT INTO dataset_fts (rowid, name, keywords, items, summary, department) "
                 "VALUES (:id, :name, :keywords, :items, :summary, :department)"
             ),
-            {"id": dataset_id, **fields},
+            rows,
         )
 
     def delete(self, session: Session, dataset_id: int) -> None:
@@ -103,10 +128,11 @@ class PostgresTsvectorBackend:
     """PostgreSQL tsvector ('simple' config over jieba tokens, weighted A–D) in a narrow table with a GIN index."""
 
     @staticmethod
-    def _expression(terms: Terms) -> str:
+    def _expression(terms: Terms, name_only: bool = False) -> str:
         # Tokens are runs of word characters only (segment._WORD), so single quotes cannot occur inside them.
+        # The name is indexed with weight A, so `:A` restricts a lexeme to it.
         def quoted(word: str) -> str:
-            return "'" + word + "'"
+            return "'" + word + "'" + (":A" if name_only else "")
 
         parts = []
         for word, subs in terms:
@@ -116,17 +142,29 @@ class PostgresTsvectorBackend:
                 parts.append(quoted(word))
         return " & ".join(parts)
 
-    def match(self, session: Session, terms: Terms) -> tuple[np.ndarray, np.ndarray]:
+    def match_ids(self, session: Session, terms: Terms, name_only: bool = False) -> np.ndarray:
+        row = session.execute(
+            text("SELECT string_agg(dataset_id::text, ',') FROM dataset_search "
+                 "WHERE tsv @@ to_tsquery('simple', :expr)"),
+            {"expr": self._expression(terms, name_only)},
+        ).one()
+        return _parse_ids(row[0])
+
+    def rank(self, session: Session, terms: Terms, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         row = session.execute(
             text(
                 "SELECT string_agg(dataset_id::text, ','), string_agg(ts_rank(tsv, q)::text, ',') "
-                "FROM dataset_search, to_tsquery('simple', :expr) AS q WHERE tsv @@ q"
+                "FROM dataset_search, to_tsquery('simple', :expr) AS q "
+                "WHERE dataset_id = ANY(CAST(:ids AS integer[])) AND tsv @@ q"
             ),
-            {"expr": self._expression(terms)},
+            {"expr": self._expression(terms), "ids": ids.tolist()},
         ).one()
         return _parse_id_score(row[0], row[1])
 
     def upsert(self, session: Session, dataset_id: int, fields: dict[str, str]) -> None:
+        self.upsert_many(session, [{"id": dataset_id, **fields}])
+
+    def upsert_many(self, session: Session, rows: list[dict[str, object]]) -> None:
         session.execute(
             text(
                 "INSERT INTO dataset_search (dataset_id, tsv) VALUES (:id, "
@@ -135,7 +173,7 @@ class PostgresTsvectorBackend:
                 "setweight(to_tsvector('simple', :summary || ' ' || :department), 'D')) "
                 "ON CONFLICT (dataset_id) DO UPDATE SET tsv = EXCLUDED.tsv"
             ),
-            {"id": dataset_id, **fields},
+            rows,
         )
 
     def delete(self, session: Session, dataset_id: int) -> None:

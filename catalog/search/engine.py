@@ -34,6 +34,8 @@ FACETS: dict[str, tuple[Any, list[str] | None]] = {
 }
 SORTS = ("relevance", "code", "name", "-release_date", "release_date", "-updated_at")
 PUBLIC_OPEN_TYPES = (OpenType.unconditional.value, OpenType.restricted.value)
+# The database scores at most this many candidates per query (more when a deep page asks for it); see _rank_page.
+RANK_LIMIT = 1500
 
 
 def _value(v: Any) -> Any:
@@ -51,6 +53,7 @@ class FacetSnapshot:
     labels: dict[str, list[str]]  # facet → value per code
     published: np.ndarray  # bool
     order: dict[str, np.ndarray]  # sort key → rank of each dataset under that key
+    name_len: np.ndarray  # characters in the name: the pre-ranking's stand-in for bm25's length normalisation
     department_names: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -93,7 +96,8 @@ class FacetSnapshot:
             "-release_date": ranks([r[4] for r in rows], reverse=True),
             "-updated_at": ranks([r[5] for r in rows], reverse=True),
         }
-        return cls(generation, ids, pos_of, codes, labels, published, order, department_names)
+        name_len = np.fromiter((len(r[3]) for r in rows), dtype=np.int32, count=n)
+        return cls(generation, ids, pos_of, codes, labels, published, order, name_len, department_names)
 
 
 @dataclass(frozen=True)
@@ -154,17 +158,8 @@ class CatalogSearch:
     def _search(self, session: Session, snap: FacetSnapshot, query: SearchQuery) -> SearchResult:
         n = len(snap.ids)
         terms = query_terms(query.q) if query.q.strip() else ()
-        scores_full: np.ndarray | None = None
         if terms:
-            ids, scores = self.backend.match(session, terms)
-            ids_in = ids[ids < len(snap.pos_of)]
-            scores = scores[ids < len(snap.pos_of)]
-            pos = snap.pos_of[ids_in]
-            keep = pos >= 0  # a row indexed after our snapshot was taken is left for the next generation
-            base = np.zeros(n, dtype=bool)
-            base[pos[keep]] = True
-            scores_full = np.zeros(n, dtype=np.float64)
-            scores_full[pos[keep]] = scores[keep]
+            base = self._positions_mask(snap, self.backend.match_ids(session, terms))
         else:
             base = np.ones(n, dtype=bool)
         base &= snap.published
@@ -205,25 +200,53 @@ class CatalogSearch:
         total = int(matched.size)
         start = (query.page - 1) * query.page_size
         end = start + query.page_size
+        page_scores: list[float | None]
         if start >= total:
             page_pos = np.empty(0, dtype=np.int64)
+            page_scores = []
+        elif query.sort == "relevance" and terms:
+            page_pos, scores = self._rank_page(session, snap, terms, matched, start, end)
+            page_scores = [float(x) for x in scores]
         else:
-            sort = query.sort if query.sort != "relevance" or scores_full is not None else "code"
-            if sort == "relevance":
-                assert scores_full is not None
-                # Higher score first; ties by catalog code order. lexsort's last key is the primary one.
-                keys = (snap.order["code"][matched], -scores_full[matched])
+            key = snap.order["code" if query.sort == "relevance" else query.sort][matched]
+            if total > end * 4:
+                part = np.argpartition(key, end - 1)[:end]
+                part = part[np.argsort(key[part], kind="stable")]
             else:
-                keys = (snap.order[sort][matched],)
-            if total > end * 4 and len(keys) == 1:
-                part = np.argpartition(keys[0], end - 1)[:end]
-                part = part[np.argsort(keys[0][part], kind="stable")]
-                page_pos = matched[part[start:end]]
-            else:
-                page_pos = matched[np.lexsort(keys)[start:end]]
+                part = np.argsort(key, kind="stable")
+            page_pos = matched[part[start:end]]
+            page_scores = [None] * len(page_pos)
         page_ids = snap.ids[page_pos].tolist()
-        page_scores = [float(scores_full[p]) for p in page_pos] if scores_full is not None else [None] * len(page_ids)
         return SearchResult(total, page_ids, page_scores, facets, highlight_words(query.q) if terms else [])
+
+    @staticmethod
+    def _positions_mask(snap: FacetSnapshot, ids: np.ndarray) -> np.ndarray:
+        mask = np.zeros(len(snap.ids), dtype=bool)
+        ids = ids[ids < len(snap.pos_of)]
+        pos = snap.pos_of[ids]
+        mask[pos[pos >= 0]] = True  # a row indexed after the snapshot was taken waits for the next generation
+        return mask
+
+    def _rank_page(self, session: Session, snap: FacetSnapshot, terms, matched: np.ndarray, start: int,
+                   end: int) -> tuple[np.ndarray, np.ndarray]:
+        """The page's positions and scores, ranked by the database's own relevance (bm25 / ts_rank).
+
+        Scoring costs ~1.3–1.7 µs per row in the database, so a common word matching half the catalog would cost
+        tens of ms. When more than RANK_LIMIT datasets match, the candidates are pre-selected — datasets whose
+        name holds every query word first, shorter names first (what bm25's length normalisation favours) — and
+        only those are scored. With fewer matches the ranking is exact.
+        """
+        limit = max(RANK_LIMIT, end)
+        candidates = matched
+        if candidates.size > limit:
+            in_name = self._positions_mask(snap, self.backend.match_ids(session, terms, name_only=True))
+            order = np.lexsort((snap.order["code"][candidates], snap.name_len[candidates], ~in_name[candidates]))
+            candidates = candidates[order[:limit]]
+        ids, scores = self.backend.rank(session, terms, snap.ids[candidates])
+        score_of = np.full(len(snap.ids), -np.inf)
+        score_of[snap.pos_of[ids]] = scores
+        ranked = candidates[np.lexsort((snap.order["code"][candidates], -score_of[candidates]))[start:end]]
+        return ranked, score_of[ranked]
 
 
 def highlight(text: str | None, words: list[str], limit: int | None = None) -> str | None:
