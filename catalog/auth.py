@@ -38,13 +38,6 @@ class Principal:
                    frozenset(user.roles or []))
 
 
-def _aware(t: dt.datetime | None) -> dt.datetime | None:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    if t is not None and t.tzinfo is None:
-        return t.replace(tzinfo=dt.timezone.utc)
-    return t
-
-
 def authenticate_token(session: Session, secret_key: str, raw_token: str) -> Principal:
     token = session.execute(
         select(ApiToken).where(ApiToken.token_hash == hash_token(secret_key, raw_token))
@@ -54,13 +47,11 @@ def authenticate_token(session: Session, secret_key: str, raw_token: str) -> Pri
         raise NotAuthenticated("令牌无效")
     if token.revoked_at is not None:
         raise NotAuthenticated("令牌已吊销")
-    expires = _aware(token.expires_at)
-    if expires is not None and expires <= now:
+    if token.expires_at is not None and token.expires_at <= now:
         raise NotAuthenticated("令牌已过期")
     if not token.user.is_active:
         raise NotAuthenticated("用户已停用")
-    last = _aware(token.last_used_at)
-    if last is None or now - last > LAST_USED_GRANULARITY:
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_GRANULARITY:
         token.last_used_at = now
     return Principal.of(token.user)
 

@@ -28,8 +28,11 @@ class FullTextBackend(Protocol):
     def match_ids(self, session: Session, terms: Terms, name_only: bool = False) -> np.ndarray:
         """Ids of every dataset matching all terms (in the name field only, when asked). No ranking: cheap."""
 
-    def rank(self, session: Session, terms: Terms, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, relevance scores; higher is better) for the given matching ids, computed by the database."""
+    def rank(self, session: Session, terms: Terms, ids: np.ndarray, name_only: bool = False
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, relevance scores; higher is better) for the given matching ids, computed by the database.
+
+        name_only: every id matches in the name; score the name field alone (a shorter posting list to walk)."""
 
     def upsert(self, session: Session, dataset_id: int, fields: dict[str, str]) -> None: ...
 
@@ -53,16 +56,17 @@ def document_fields(
 
 
 def _parse_ids(ids_csv: str | None) -> np.ndarray:
-    # One comma-joined string parses in C; fetching 50k rows one tuple at a time costs ~10x as much in Python.
+    # One comma-joined string parsed by numpy in C: 1 ms for 45k ids, against ~10 ms through str.split and ~40 ms
+    # fetching the ids as 45k result rows.
     if not ids_csv:
         return np.empty(0, dtype=np.int64)
-    return np.array(ids_csv.split(","), dtype=np.int64)
+    return np.fromstring(ids_csv, dtype=np.int64, sep=",")
 
 
 def _parse_id_score(ids_csv: str | None, scores_csv: str | None) -> tuple[np.ndarray, np.ndarray]:
     if not ids_csv:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-    return _parse_ids(ids_csv), np.array(scores_csv.split(","), dtype=np.float64)
+    return _parse_ids(ids_csv), np.fromstring(scores_csv, dtype=np.float64, sep=",")
 
 
 class SqliteFts5Backend:
@@ -92,7 +96,8 @@ class SqliteFts5Backend:
         ).one()
         return _parse_ids(row[0])
 
-    def rank(self, session: Session, terms: Terms, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def rank(self, session: Session, terms: Terms, ids: np.ndarray, name_only: bool = False
+             ) -> tuple[np.ndarray, np.ndarray]:
         # bm25 costs ~1.3 µs per row, so it is computed only for the rows asked for. `+rowid` keeps the filter
         # out of FTS5's planning (as a lookup key it re-ran the whole match per id): the match streams, the set filters.
         row = session.execute(
@@ -103,7 +108,7 @@ class SqliteFts5Backend:
                 "AND +rowid IN (SELECT value FROM json_each(:ids))) "
                 "SELECT group_concat(id), group_concat(score) FROM m"
             ),
-            {"expr": self._expression(terms), "ids": "[" + ",".join(map(str, ids.tolist())) + "]"},
+            {"expr": self._expression(terms, name_only), "ids": "[" + ",".join(map(str, ids.tolist())) + "]"},
         ).one()
         return _parse_id_score(row[0], row[1])
 
@@ -150,7 +155,9 @@ class PostgresTsvectorBackend:
         ).one()
         return _parse_ids(row[0])
 
-    def rank(self, session: Session, terms: Terms, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def rank(self, session: Session, terms: Terms, ids: np.ndarray, name_only: bool = False
+             ) -> tuple[np.ndarray, np.ndarray]:
+        # Scoring all fields either way: the id list drives the lookup through the primary key here.
         row = session.execute(
             text(
                 "SELECT string_agg(dataset_id::text, ','), string_agg(ts_rank(tsv, q)::text, ',') "
