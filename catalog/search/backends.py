@@ -69,6 +69,17 @@ def _parse_id_score(ids_csv: str | None, scores_csv: str | None) -> tuple[np.nda
     return _parse_ids(ids_csv), np.fromstring(scores_csv, dtype=np.float64, sep=",")
 
 
+def _boolean(terms: Terms, quote, and_op: str, or_op: str) -> str:  # noqa: ANN001
+    """All terms AND-ed; a term with sub-words matches as itself OR as all of its sub-words."""
+    parts = []
+    for word, subs in terms:
+        if subs:
+            parts.append("(" + quote(word) + or_op + "(" + and_op.join(quote(s) for s in subs) + "))")
+        else:
+            parts.append(quote(word))
+    return and_op.join(parts)
+
+
 class SqliteFts5Backend:
     """SQLite FTS5 (unicode61 over space-joined jieba tokens), ranked by bm25 with per-column weights."""
 
@@ -77,16 +88,7 @@ class SqliteFts5Backend:
 
     @staticmethod
     def _expression(terms: Terms, name_only: bool = False) -> str:
-        def quoted(word: str) -> str:
-            return '"' + word.replace('"', '""') + '"'
-
-        parts = []
-        for word, subs in terms:
-            if subs:
-                parts.append("(" + quoted(word) + " OR (" + " AND ".join(quoted(s) for s in subs) + "))")
-            else:
-                parts.append(quoted(word))
-        expr = " AND ".join(parts)
+        expr = _boolean(terms, lambda w: '"' + w.replace('"', '""') + '"', " AND ", " OR ")
         return "{name} : (" + expr + ")" if name_only else expr
 
     def match_ids(self, session: Session, terms: Terms, name_only: bool = False) -> np.ndarray:
@@ -133,38 +135,31 @@ class PostgresTsvectorBackend:
     """PostgreSQL tsvector ('simple' config over jieba tokens, weighted A–D) in a narrow table with a GIN index."""
 
     @staticmethod
-    def _expression(terms: Terms, name_only: bool = False) -> str:
+    def _expression(terms: Terms) -> str:
         # Tokens are runs of word characters only (segment._WORD), so single quotes cannot occur inside them.
-        # The name is indexed with weight A, so `:A` restricts a lexeme to it.
-        def quoted(word: str) -> str:
-            return "'" + word + "'" + (":A" if name_only else "")
-
-        parts = []
-        for word, subs in terms:
-            if subs:
-                parts.append("(" + quoted(word) + " | (" + " & ".join(quoted(s) for s in subs) + "))")
-            else:
-                parts.append(quoted(word))
-        return " & ".join(parts)
+        return _boolean(terms, lambda w: "'" + w + "'", " & ", " | ")
 
     def match_ids(self, session: Session, terms: Terms, name_only: bool = False) -> np.ndarray:
+        column = "name_tsv" if name_only else "tsv"
         row = session.execute(
-            text("SELECT string_agg(dataset_id::text, ',') FROM dataset_search "
-                 "WHERE tsv @@ to_tsquery('simple', :expr)"),
-            {"expr": self._expression(terms, name_only)},
+            text(f"SELECT string_agg(dataset_id::text, ',') FROM dataset_search "
+                 f"WHERE {column} @@ to_tsquery('simple', :expr)"),
+            {"expr": self._expression(terms)},
         ).one()
         return _parse_ids(row[0])
 
     def rank(self, session: Session, terms: Terms, ids: np.ndarray, name_only: bool = False
              ) -> tuple[np.ndarray, np.ndarray]:
-        # Scoring all fields either way: the id list drives the lookup through the primary key here.
+        # The id list drives the lookup through the primary key; only those rows are read and scored.
+        column = "name_tsv" if name_only else "tsv"
         row = session.execute(
             text(
-                "SELECT string_agg(dataset_id::text, ','), string_agg(ts_rank(tsv, q)::text, ',') "
+                f"SELECT string_agg(dataset_id::text, ','), string_agg(ts_rank({column}, q, 1)::text, ',') "
                 "FROM dataset_search, to_tsquery('simple', :expr) AS q "
-                "WHERE dataset_id = ANY(CAST(:ids AS integer[])) AND tsv @@ q"
+                f"WHERE dataset_id = ANY(CAST(:ids AS integer[])) AND {column} @@ q"
             ),
-            {"expr": self._expression(terms), "ids": ids.tolist()},
+            # An array literal in one string: psycopg would otherwise adapt every element in Python.
+            {"expr": self._expression(terms), "ids": "{" + ",".join(map(str, ids.tolist())) + "}"},
         ).one()
         return _parse_id_score(row[0], row[1])
 
@@ -174,11 +169,11 @@ class PostgresTsvectorBackend:
     def upsert_many(self, session: Session, rows: list[dict[str, object]]) -> None:
         session.execute(
             text(
-                "INSERT INTO dataset_search (dataset_id, tsv) VALUES (:id, "
+                "INSERT INTO dataset_search (dataset_id, name_tsv, tsv) VALUES (:id, to_tsvector('simple', :name), "
                 "setweight(to_tsvector('simple', :name), 'A') || setweight(to_tsvector('simple', :keywords), 'B') || "
                 "setweight(to_tsvector('simple', :items), 'C') || "
                 "setweight(to_tsvector('simple', :summary || ' ' || :department), 'D')) "
-                "ON CONFLICT (dataset_id) DO UPDATE SET tsv = EXCLUDED.tsv"
+                "ON CONFLICT (dataset_id) DO UPDATE SET name_tsv = EXCLUDED.name_tsv, tsv = EXCLUDED.tsv"
             ),
             rows,
         )

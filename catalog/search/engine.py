@@ -35,7 +35,7 @@ FACETS: dict[str, tuple[Any, list[str] | None]] = {
 SORTS = ("relevance", "code", "name", "-release_date", "release_date", "-updated_at")
 PUBLIC_OPEN_TYPES = (OpenType.unconditional.value, OpenType.restricted.value)
 # The database scores at most this many candidates per query (more when a deep page asks for it); see _rank_page.
-RANK_LIMIT = 1500
+RANK_LIMIT = 1000
 
 
 def _value(v: Any) -> Any:
