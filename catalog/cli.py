@@ -164,8 +164,10 @@ def demo(
                    f"{','.join(entry['roles']):<18} {secret}")
     steward_token = next(s for e, s in lines if "steward" in e["roles"])
     typer.echo("试一试:")
-    typer.echo(f'  curl -s -H "Authorization: Bearer {steward_token}" "{base}/api/v1/datasets?q=信用"')
-    typer.echo(f'  curl -s "{base}/api/v1/datasets?q=空气"    # 匿名：开放目录')
+    # -G --data-urlencode: the server (like any HTTP/1.1 server) wants the Chinese query percent-encoded.
+    typer.echo(f'  curl -s -G -H "Authorization: Bearer {steward_token}" "{base}/api/v1/datasets" '
+               f'--data-urlencode "q=信用"')
+    typer.echo(f'  curl -s -G "{base}/api/v1/datasets" --data-urlencode "q=空气"    # 匿名：开放目录')
     sys.stdout.flush()
     _serve(settings, host, port, 1)
 
