@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
 from catalog import service
@@ -130,10 +131,10 @@ def test_the_database_itself_refuses_a_second_source_row(db, client, tokens, ele
     with db.sessionmaker() as session:
         src = session.get(AuthoritativeSource, elements["测试名称"])
         other_item = session.query(DataItem).filter(DataItem.id != src.item_id).first()
-        session.add(AuthoritativeSource(element_identifier=elements["测试名称"], item_id=other_item.id,
-                                        dataset_id=other_item.dataset_id, department_id=1))
         with pytest.raises(IntegrityError):
-            session.flush()
+            session.execute(insert(AuthoritativeSource).values(
+                element_identifier=elements["测试名称"], item_id=other_item.id, dataset_id=other_item.dataset_id,
+                department_id=1))
         session.rollback()
 
 
