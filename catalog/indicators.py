@@ -4,9 +4,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from catalog.enums import DatasetStatus
+from catalog.enums import CollectionStatus, DatasetStatus
 from catalog.models import Dataset, Department, InventoryEntry
-from catalog.schemas import CataloguingIndicator, CataloguingRate
+from catalog.schemas import CataloguingIndicator, CataloguingRate, CollectionIndicator, CollectionRate
 
 
 def cataloguing_rate(session: Session) -> CataloguingIndicator:
@@ -37,3 +37,27 @@ def cataloguing_rate(session: Session) -> CataloguingIndicator:
     all_done = [c for _, d, _ in per_dept.values() for c in d]
     all_missing = [c for _, _, m in per_dept.values() for c in m]
     return CataloguingIndicator(overall=rate(None, "全市", all_done, all_missing), departments=departments)
+
+
+def collection_rate(session: Session) -> CollectionIndicator:
+    """数据归集率 = resources whose 归集状态 is 已归集 ÷ resources required to be collected (every published one)."""
+    rows = session.execute(
+        select(Department.code, Department.name, Dataset.collection_status)
+        .join(Department, Department.id == Dataset.department_id)
+        .where(Dataset.status == DatasetStatus.published)
+        .order_by(Department.code)
+    ).all()
+    per_dept: dict[str, tuple[str, dict[str, int]]] = {}
+    for code, name, status in rows:
+        counts = per_dept.setdefault(code, (name, {s.value: 0 for s in CollectionStatus}))[1]
+        counts[CollectionStatus(status).value] += 1
+
+    def rate(code: str | None, name: str, counts: dict[str, int]) -> CollectionRate:
+        required = sum(counts.values())
+        done = counts[CollectionStatus.collected.value]
+        return CollectionRate(department_code=code, department_name=name, required=required, collected=done,
+                              rate=round(done / required, 4) if required else None, by_status=counts)
+
+    total = {s.value: sum(c[s.value] for _, c in per_dept.values()) for s in CollectionStatus}
+    return CollectionIndicator(overall=rate(None, "全市", total),
+                               departments=[rate(code, name, counts) for code, (name, counts) in per_dept.items()])

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -194,7 +195,7 @@ class Dataset(Base):
     status: Mapped[DatasetStatus] = mapped_column(enum_column(DatasetStatus), default=DatasetStatus.published)
     release_date: Mapped[dt.date | None] = mapped_column(Date)
     latest_version: Mapped[int | None] = mapped_column(Integer)
-    row_count: Mapped[int | None] = mapped_column(Integer)
+    row_count: Mapped[int | None] = mapped_column(BigInteger)
     related: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -264,8 +265,8 @@ class DatasetVersion(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(String(1024))
-    row_count: Mapped[int] = mapped_column(Integer)
-    byte_size: Mapped[int] = mapped_column(Integer)
+    row_count: Mapped[int] = mapped_column(BigInteger)
+    byte_size: Mapped[int] = mapped_column(BigInteger)
     checksum: Mapped[str] = mapped_column(String(64))
     schema_json: Mapped[dict[str, Any]] = mapped_column(JSON)
     collected_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -293,3 +294,22 @@ class CatalogState(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class CollectionRun(Base):
+    """One delivery attempt (归集): an upload or a SQL pull, successful, unchanged or refused."""
+
+    __tablename__ = "collection_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # published | unchanged | failed
+    source_kind: Mapped[str] = mapped_column(String(16))  # upload | sql | cli
+    source_name: Mapped[str | None] = mapped_column(String(512))  # file name, or the SQL source without password
+    file_format: Mapped[str | None] = mapped_column(String(16))
+    row_count: Mapped[int | None] = mapped_column(BigInteger)
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
+    error: Mapped[str | None] = mapped_column(Text)
+    delivered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

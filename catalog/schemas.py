@@ -350,4 +350,60 @@ class CataloguingIndicator(BaseModel):
     departments: list[CataloguingRate]
 
 
+class SqlPullIn(InputModel):
+    url: Annotated[str, StringConstraints(min_length=3, max_length=1000)] = Field(
+        description="SQLAlchemy URL of the source database; the password is never stored, logged or echoed",
+        examples=["postgresql://reader:***@10.0.0.8/gaj"])
+    query: Annotated[str, StringConstraints(min_length=6, max_length=20000)] = Field(
+        examples=["SELECT sfzhm, xm, xb FROM rkjbxx"])
+
+
+class DatasetVersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    version: int
+    row_count: int
+    byte_size: int
+    checksum: str = Field(description="SHA-256 of the Parquet snapshot")
+    table_schema: dict[str, Any] = Field(description="column names, Arrow types and item names")
+    collected_at: dt.datetime
+    delivered_by: str | None = None
+
+
+class CollectionRunOut(BaseModel):
+    id: int
+    status: str = Field(description="published | unchanged | failed")
+    source_kind: str
+    source_name: str | None
+    file_format: str | None
+    row_count: int | None
+    version: int | None
+    error: str | None
+    delivered_by: str | None
+    started_at: dt.datetime
+    finished_at: dt.datetime
+
+
+class CollectionOut(BaseModel):
+    status: str = Field(description="published: a new version; unchanged: identical to the latest version")
+    dataset_code: str
+    collection_status: CollectionStatus
+    run: CollectionRunOut
+    version: DatasetVersionOut
+
+
+class CollectionRate(BaseModel):
+    department_code: str | None
+    department_name: str
+    required: int = Field(description="published resources, all of which are to be collected")
+    collected: int = Field(description="of those, 归集状态 已归集")
+    rate: float | None
+    by_status: dict[str, int]
+
+
+class CollectionIndicator(BaseModel):
+    indicator: str = "数据归集率"
+    overall: CollectionRate
+    departments: list[CollectionRate]
+
+
 DataElementDetail.model_rebuild()

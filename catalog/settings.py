@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     secret_key: str = "dev-only-change-me"
     # Largest page size any list endpoint returns.
     max_page_size: int = 100
+    # Largest file a delivery (归集) may upload, in bytes.
+    max_upload_bytes: int = 4 * 1024**3
     # Search result cache entries per process (0 disables it).
     search_cache_size: int = 512
 

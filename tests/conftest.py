@@ -177,11 +177,14 @@ def bearer(token: str) -> dict[str, str]:
 
 
 TEST_ELEMENTS = {
-    # identifier: (name, sensitivity, grade, max_length)
-    "TE0000001": ("测试证件号码", "敏感个人信息", "L3", 18),
-    "TE0000002": ("测试名称", "一般", "L1", 100),
-    "TE0000003": ("测试编码", "一般", "L1", 20),
-    "TE0000004": ("测试机密项", "一般", "L4", 50),
+    # identifier: (name, sensitivity, grade, max_length, data type)
+    "TE0000001": ("测试证件号码", "敏感个人信息", "L3", 18, "string"),
+    "TE0000002": ("测试名称", "一般", "L1", 100, "string"),
+    "TE0000003": ("测试编码", "一般", "L1", 20, "string"),
+    "TE0000004": ("测试机密项", "一般", "L4", 50, "string"),
+    "TE0000005": ("测试数量", "一般", "L1", None, "integer"),
+    "TE0000006": ("测试日期", "一般", "L1", None, "date"),
+    "TE0000007": ("测试金额", "一般", "L1", None, "decimal"),
 }
 
 
@@ -191,7 +194,7 @@ def elements(db) -> dict[str, str]:
     from catalog.models import DataElement
 
     with db.session() as session:
-        for identifier, (name, sensitivity, grade, max_length) in TEST_ELEMENTS.items():
-            session.add(DataElement(identifier=identifier, version="1.0", name=name, data_type="string",
+        for identifier, (name, sensitivity, grade, max_length, data_type) in TEST_ELEMENTS.items():
+            session.add(DataElement(identifier=identifier, version="1.0", name=name, data_type=data_type,
                                     max_length=max_length, sensitivity=sensitivity, security_grade=grade, checks=[]))
     return {name: identifier for identifier, (name, *_rest) in TEST_ELEMENTS.items()}
