@@ -100,3 +100,31 @@ def test_two_demos_run_side_by_side_and_serve_the_seeded_catalog(tmp_path):
         for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(20)
+
+
+def test_collect_publishes_a_version_then_reports_unchanged_content(tmp_path):
+    runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
+    runner.invoke(app, ["seed", "--data-dir", str(tmp_path)])
+    data = tmp_path / "企业.csv"
+    data.write_text("tyshxydm,zzjgdm,qymc,qylxdm,fddbrxm,zczb,clrq,djjg,jyfw,jyztdm,zs,zsxzqhdm\n"
+                    "91110000600037341L,60003734-1,示范科技有限公司,1100,张三,500,2019-05-01,示范市市场监督管理局,"
+                    "软件开发,1,示范市东城区一路1号,110101\n", encoding="gbk")
+    args = ["collect", "SCJG-00001", str(data), "--user", "scjg_publisher", "--data-dir", str(tmp_path)]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "已发布新版本：SCJG-00001 v1，1 行" in r.output
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and "未产生新版本" in r.output
+
+
+def test_collect_refuses_another_departments_dataset_and_bad_files(tmp_path):
+    runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
+    runner.invoke(app, ["seed", "--data-dir", str(tmp_path)])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n", encoding="utf-8")
+    r = runner.invoke(app, ["collect", "SCJG-00001", str(bad), "--user", "gaj_publisher", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "只有该部门的提供方" in r.output
+    r = runner.invoke(app, ["collect", "SCJG-00001", str(bad), "--user", "scjg_publisher", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 5 and "缺少列" in r.output and "多余的列" in r.output
+    r = runner.invoke(app, ["collect", "SCJG-00001", str(tmp_path / "none.csv"), "--data-dir", str(tmp_path)])
+    assert r.exit_code == 2
