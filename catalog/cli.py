@@ -233,9 +233,52 @@ def collect(
                         collection.record_failure(s2, find_dataset(s2, dataset.code), delivery, principal, exc.message)
                 _fail(exc.message, 5)
         version = result.version
+    if result.status == "published":
+        from quality.service import run_quality
+
+        with db.session() as session:
+            run = run_quality(session, storage, find_dataset(session, dataset.code))
+            _print_quality(run)
     word = "已发布新版本" if result.status == "published" else "内容与最新版本相同，未产生新版本"
     typer.echo(f"{word}：{dataset.code} v{version.version}，{version.row_count:,} 行，{version.byte_size:,} 字节，"
                f"sha256 {version.checksum[:16]}…")
+
+
+quality_app = typer.Typer(help="质量检查（由数据元标准生成的规则）")
+app.add_typer(quality_app, name="quality")
+
+
+def _print_quality(run) -> None:  # noqa: ANN001
+    scores = "，".join(f"{k} {v:g}" for k, v in run.scores.items() if v is not None)
+    typer.echo(f"质量检查：{len(run.rule_results)} 条规则，{run.row_count:,} 行；得分 {scores}")
+    for r in run.rule_results:
+        if r.failing:
+            typer.echo(f"  ✗ {r.rule_id:<32} {r.dimension} 不合格 {r.failing:,}/{r.evaluated:,}  例：{'、'.join(r.sample_keys[:3])}")
+
+
+@quality_app.command("run")
+def quality_run(
+    dataset: Annotated[str, typer.Argument(help="资源代码")],
+    executor: Annotated[str, typer.Option(help="fast（默认，向量化）或 gx（Great Expectations）")] = "fast",
+    data_dir: DataDir = None, database_url: DbUrl = None,
+) -> None:
+    """对资源的最新版本重新运行质量检查。"""
+    from catalog.errors import DomainError
+    from catalog.service import find_dataset
+    from catalog.storage import storage_for
+    from quality.service import run_quality
+
+    if executor not in ("fast", "gx"):
+        _fail("--executor 只能是 fast 或 gx", 2)
+    settings = _settings(data_dir, database_url)
+    db = _database(settings)
+    try:
+        with db.session() as session:
+            run = run_quality(session, storage_for(settings.resolved_storage_root()), find_dataset(session, dataset),
+                              executor=executor)
+            _print_quality(run)
+    except DomainError as exc:
+        _fail(exc.message, 2)
 
 
 def _estimate_rows(file: Path, size: int) -> int:

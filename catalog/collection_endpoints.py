@@ -64,6 +64,12 @@ def _collect(session, settings, principal, code: str, delivery: Delivery, respon
         session.commit()
         raise
     session.commit()
+    if result.status == "published":
+        # Quality runs on every new version (its own transaction: a published version stays published).
+        from quality.service import run_quality
+
+        run_quality(session, storage, dataset, result.version)
+        session.commit()
     names = _usernames(session, {result.run.delivered_by_id, result.version.delivered_by_id})
     response.status_code = 201 if result.status == "published" else 200
     return CollectionOut(status=result.status, dataset_code=code, collection_status=dataset.collection_status,

@@ -5,6 +5,7 @@ from alembic import context
 
 from catalog.db import make_engine
 from catalog.models import Base
+import quality.models  # noqa: F401 - registers the quality tables on Base.metadata
 from catalog.settings import get_settings
 
 config = context.config

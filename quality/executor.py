@@ -1,0 +1,98 @@
+"""The fast executor: every generated rule evaluated with pyarrow.compute / numpy over the whole snapshot.
+
+Semantics follow Great Expectations' (its results must equal GX's — tests/test_quality_gx.py proves it): a
+value-level rule judges present values only (nulls are completeness's business), `unique` marks every occurrence of a
+repeated value, and a rule's failing rows are reported by their key (the dataset's key columns).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from quality import identifiers
+from quality.suite import Rule
+
+
+@dataclass
+class RuleOutcome:
+    rule: Rule
+    evaluated: int  # rows the rule judged (present values; all rows for not_null and uniqueness)
+    failing: np.ndarray  # row indexes that fail, ascending
+
+    @property
+    def failing_count(self) -> int:
+        return int(self.failing.size)
+
+    @property
+    def rate(self) -> float:
+        return self.failing_count / self.evaluated if self.evaluated else 0.0
+
+
+def _indexes(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    arr = mask.combine_chunks() if isinstance(mask, pa.ChunkedArray) else mask
+    return np.flatnonzero(pc.fill_null(arr, False).to_numpy(zero_copy_only=False))
+
+
+def evaluate(rule: Rule, table: pa.Table) -> RuleOutcome:
+    col = table.column(rule.columns[0])
+    present = pc.is_valid(col)
+    present_count = int(pc.sum(present).as_py() or 0)
+    kind = rule.kind
+    if kind == "not_null":
+        return RuleOutcome(rule, table.num_rows, _indexes(pc.is_null(col)))
+    if kind == "regex":
+        bad = pc.invert(pc.match_substring_regex(col, rule.params["pattern"]))
+        return RuleOutcome(rule, present_count, _indexes(bad))
+    if kind == "length":
+        length = pc.utf8_length(col)
+        bad = pa.scalar(False)
+        if rule.params.get("min") is not None:
+            bad = pc.or_(bad, pc.less(length, rule.params["min"]))
+        if rule.params.get("max") is not None:
+            bad = pc.or_(bad, pc.greater(length, rule.params["max"]))
+        return RuleOutcome(rule, present_count, _indexes(pc.and_(present, bad)))
+    if kind == "in_set":
+        bad = pc.invert(pc.is_in(col, value_set=pa.array(rule.params["values"], type=col.type)))
+        return RuleOutcome(rule, present_count, _indexes(pc.and_(present, bad)))
+    if kind == "between":
+        low, high = rule.params.get("min"), rule.params.get("max")
+        bad = pa.scalar(False)
+        if low is not None:
+            bad = pc.or_(bad, pc.less(col, pa.scalar(low).cast(col.type)))
+        if high is not None:
+            bad = pc.or_(bad, pc.greater(col, pa.scalar(high).cast(col.type)))
+        return RuleOutcome(rule, present_count, _indexes(pc.and_(present, bad)))
+    if kind == "identifier":
+        ok = identifiers.CHECKS[rule.params["check"]](col)
+        return RuleOutcome(rule, present_count, _indexes(pc.invert(ok)))
+    if kind == "unique":
+        return RuleOutcome(rule, present_count, _duplicated(table, rule.columns))
+    if kind == "compound_unique":
+        return RuleOutcome(rule, table.num_rows, _duplicated(table, rule.columns))
+    if kind in ("id_birth_date", "id_gender"):
+        other = table.column(rule.columns[1])
+        check = identifiers.id_birth_date_matches if kind == "id_birth_date" else identifiers.id_gender_matches
+        ok = check(col, other)
+        judged = int(pc.sum(pc.is_valid(ok)).as_py() or 0)
+        return RuleOutcome(rule, judged, _indexes(pc.invert(ok)))
+    raise ValueError(f"unknown rule kind {kind}")
+
+
+def _duplicated(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray:
+    """Rows whose (non-null) key value occurs more than once — every occurrence, as GX reports it."""
+    sub = table.select(list(columns)).append_column("__row", pa.array(np.arange(table.num_rows)))
+    if len(columns) == 1:
+        sub = sub.filter(pc.is_valid(sub.column(columns[0])))
+    counts = sub.group_by(list(columns)).aggregate([("__row", "count")])
+    dup_keys = counts.filter(pc.greater(counts.column("__row_count"), 1)).drop_columns(["__row_count"])
+    if dup_keys.num_rows == 0:
+        return np.empty(0, dtype=np.int64)
+    rows = sub.join(dup_keys, keys=list(columns), join_type="inner").column("__row")
+    return np.sort(rows.to_numpy())
+
+
+def run_rules(rules: list[Rule], table: pa.Table) -> list[RuleOutcome]:
+    return [evaluate(rule, table) for rule in rules]

@@ -1,0 +1,115 @@
+"""The Great Expectations executor: the generated rules as a GX 1.x expectation suite, validated on pandas.
+
+GX is the expectation framework of record: its suite and validation result are what stewards open as Data Docs.
+It is slow on large data (shared/notes/quality.md), so runs use the fast executor; this one exists to produce GX
+artefacts and to prove — tests/test_quality_gx.py — that the fast executor's results equal GX's.
+Imported lazily: `import great_expectations` alone costs ~2 s and ~300 MB.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from quality.executor import RuleOutcome
+from quality.suite import Rule
+
+# Rule kinds GX validates here; cross-field identifier rules run only in the fast executor.
+GX_KINDS = {"not_null", "regex", "length", "in_set", "between", "identifier", "unique", "compound_unique"}
+
+
+@lru_cache
+def _gx():  # noqa: ANN202
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    import pandas as pd
+    from great_expectations.execution_engine import PandasExecutionEngine
+    from great_expectations.expectations.expectation import ColumnMapExpectation
+    from great_expectations.expectations.metrics import ColumnMapMetricProvider, column_condition_partial
+
+    from quality import identifiers
+
+    class ColumnValuesPassIdentifierCheck(ColumnMapMetricProvider):
+        condition_metric_name = "column_values.odh_identifier_check"
+        condition_value_keys = ("check",)
+
+        @column_condition_partial(engine=PandasExecutionEngine)
+        def _pandas(cls, column, check, **kwargs):  # noqa: ANN001, ANN202, N805
+            values = pa.array([None if v is None else str(v) for v in column.tolist()], type=pa.string())
+            ok = identifiers.CHECKS[check](values)
+            return pd.Series(np.asarray(ok.to_pylist(), dtype=bool), index=column.index)
+
+    class ExpectColumnValuesToPassIdentifierCheck(ColumnMapExpectation):
+        """Values pass a Chinese identifier check (公民身份号码, 统一社会信用代码, 行政区划代码 …)."""
+
+        check: str
+        map_metric = "column_values.odh_identifier_check"
+        success_keys = ("check", "mostly")
+
+    return gx, gxe, pd, ExpectColumnValuesToPassIdentifierCheck
+
+
+def build_suite(rules: list[Rule], name: str) -> tuple[Any, list[Rule]]:
+    gx, gxe, _pd, IdentifierCheck = _gx()
+    suite = gx.ExpectationSuite(name=name)
+    used: list[Rule] = []
+    for rule in rules:
+        col = rule.columns[0]
+        meta = {"rule_id": rule.id, "dimension": rule.dimension, "description": rule.description}
+        if rule.kind == "not_null":
+            exp = gxe.ExpectColumnValuesToNotBeNull(column=col, meta=meta)
+        elif rule.kind == "regex":
+            exp = gxe.ExpectColumnValuesToMatchRegex(column=col, regex=rule.params["pattern"], meta=meta)
+        elif rule.kind == "length":
+            exp = gxe.ExpectColumnValueLengthsToBeBetween(column=col, min_value=rule.params.get("min"),
+                                                          max_value=rule.params.get("max"), meta=meta)
+        elif rule.kind == "in_set":
+            exp = gxe.ExpectColumnValuesToBeInSet(column=col, value_set=rule.params["values"], meta=meta)
+        elif rule.kind == "between":
+            exp = gxe.ExpectColumnValuesToBeBetween(column=col, min_value=_bound(rule.params.get("min")),
+                                                    max_value=_bound(rule.params.get("max")), meta=meta)
+        elif rule.kind == "identifier":
+            exp = IdentifierCheck(column=col, check=rule.params["check"], meta=meta)
+        elif rule.kind == "unique":
+            exp = gxe.ExpectColumnValuesToBeUnique(column=col, meta=meta)
+        elif rule.kind == "compound_unique":
+            exp = gxe.ExpectCompoundColumnsToBeUnique(column_list=list(rule.columns), meta=meta)
+        else:
+            continue
+        suite.add_expectation(exp)
+        used.append(rule)
+    return suite, used
+
+
+def _bound(value: Any) -> Any:
+    # Date ranges are written as ISO strings in the standards; the column holds datetime.date values.
+    if isinstance(value, str):
+        import datetime as dt
+
+        return dt.date.fromisoformat(value)
+    return value
+
+
+def run_gx(rules: list[Rule], table: pa.Table, suite_name: str = "generated") -> tuple[list[RuleOutcome], dict]:
+    """Validate with GX (result_format COMPLETE, row position as the index); returns outcomes and the GX result."""
+    gx, _gxe, _pd, _ = _gx()
+    context = gx.get_context(mode="ephemeral")  # the suite needs a current context before it takes expectations
+    suite, used = build_suite(rules, suite_name)
+    frame = table.to_pandas(types_mapper=None)
+    source = context.data_sources.add_pandas("snapshot")
+    batch = (source.add_dataframe_asset("table").add_batch_definition_whole_dataframe("whole")
+             .get_batch(batch_parameters={"dataframe": frame}))
+    result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+    by_id = {r.id: r for r in used}
+    outcomes = []
+    for res in result.results:
+        rule = by_id[res.expectation_config.meta["rule_id"]]
+        info = res.result
+        element = info.get("element_count", table.num_rows)
+        missing = info.get("missing_count") or 0
+        evaluated = element if rule.kind in ("not_null", "compound_unique") else element - missing
+        failing = np.sort(np.asarray(info.get("unexpected_index_list") or [], dtype=np.int64))
+        outcomes.append(RuleOutcome(rule, int(evaluated), failing))
+    return outcomes, result.to_json_dict()
