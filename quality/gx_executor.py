@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from quality.executor import RuleOutcome
 from quality.suite import Rule
@@ -39,7 +40,7 @@ def _gx():  # noqa: ANN202
         def _pandas(cls, column, check, **kwargs):  # noqa: ANN001, ANN202, N805
             values = pa.array([None if v is None else str(v) for v in column.tolist()], type=pa.string())
             ok = identifiers.CHECKS[check](values)
-            return pd.Series(np.asarray(ok.to_pylist(), dtype=bool), index=column.index)
+            return pd.Series(pc.fill_null(ok, False).to_numpy(zero_copy_only=False), index=column.index)
 
     class ExpectColumnValuesToPassIdentifierCheck(ColumnMapExpectation):
         """Values pass a Chinese identifier check (公民身份号码, 统一社会信用代码, 行政区划代码 …)."""

@@ -74,11 +74,17 @@ def _as_string_array(arr: pa.Array | Sequence[str | None]) -> pa.Array:
 def _chunkwise(check: Callable[..., pa.BooleanArray]) -> Callable[..., BoolColumn]:
     """Apply a single-array check to every chunk of a ChunkedArray, keeping the chunking."""
 
+    def check_array(arr: pa.Array, *args, **kwargs) -> pa.BooleanArray:
+        arr = _as_string_array(arr)
+        if len(arr) == 0:  # an empty array may lack the buffers the checks read
+            return pa.array([], type=pa.bool_())
+        return check(arr, *args, **kwargs)
+
     @functools.wraps(check)
     def wrapper(arr: ColumnInput, *args, **kwargs) -> BoolColumn:
         if isinstance(arr, pa.ChunkedArray):
-            return pa.chunked_array([check(_as_string_array(c), *args, **kwargs) for c in arr.chunks], pa.bool_())
-        return check(_as_string_array(arr), *args, **kwargs)
+            return pa.chunked_array([check_array(c, *args, **kwargs) for c in arr.chunks], pa.bool_())
+        return check_array(arr, *args, **kwargs)
 
     return wrapper
 
@@ -131,15 +137,15 @@ def _lookup_table(mapping: dict[str, int]) -> np.ndarray:
     return table
 
 
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int32)
+
+
 def _is_calendar_date(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
     month_ok = (month >= 1) & (month <= 12)
     days_in_month = _DAYS_IN_MONTH[np.where(month_ok, month, 0)] + ((month == 2) & leap)
     # year 0 does not exist (datetime.date rejects it, and so does stdnum)
     return (year >= 1) & month_ok & (day >= 1) & (day <= days_in_month)
-
-
-_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int32)
 
 
 def _digits_to_int(digits: np.ndarray) -> np.ndarray:
@@ -396,7 +402,7 @@ def id_birth_date_matches(id_arr: ColumnInput, birth_arr: ColumnInput) -> BoolCo
     """
     ids, birth, chunked = _aligned(id_arr, birth_arr)
     ids = _as_string_array(ids)
-    if pa.types.is_temporal(birth.type):
+    if pa.types.is_date(birth.type) or pa.types.is_timestamp(birth.type):
         # pc.strftime is several times slower than building YYYYMMDD from the parts
         yyyymmdd = pc.add(pc.add(pc.multiply(pc.year(birth), 10_000), pc.multiply(pc.month(birth), 100)), pc.day(birth))
         birth_text = pc.utf8_lpad(yyyymmdd.cast(pa.string()), 8, "0")
