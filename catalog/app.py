@@ -10,6 +10,7 @@ from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
 from catalog import collection_endpoints, endpoints
 from quality import endpoints as quality_endpoints
+from quality import ticket_endpoints
 from catalog.db import Database
 from catalog.errors import DomainError
 from catalog.search import CatalogSearch, backend_for
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(endpoints.router)
     app.include_router(collection_endpoints.router)
     app.include_router(quality_endpoints.router)
+    app.include_router(ticket_endpoints.router)
 
     @app.exception_handler(DomainError)
     async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:

@@ -48,3 +48,58 @@ class QualityRuleResult(Base):
     run: Mapped[QualityRun] = relationship(back_populates="rule_results")
 
 
+
+
+class ProblemTicket(Base):
+    """问题数据工单: one per (dataset, failing rule) while open, or one per consumer/public report."""
+
+    __tablename__ = "problem_tickets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    origin: Mapped[str] = mapped_column(String(16))  # quality | report
+    rule_id: Mapped[str | None] = mapped_column(String(128))
+    # Set while the ticket is open, NULL once it is verified or closed: its unique index keeps one open ticket per
+    # (dataset, rule), also against two quality runs racing.
+    open_key: Mapped[str | None] = mapped_column(String(160), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text)
+    dimension: Mapped[str | None] = mapped_column(String(8))
+    item_code: Mapped[str | None] = mapped_column(String(64))
+    element_identifier: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    assigned_department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), index=True)
+    first_receiver_department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))  # 首问
+    reporter_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reporter_contact: Mapped[str | None] = mapped_column(String(200))
+    latest_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
+    latest_run_id: Mapped[int | None] = mapped_column(ForeignKey("quality_runs.id"))
+    failing_count: Mapped[int | None] = mapped_column(BigInteger)
+    evaluated: Mapped[int | None] = mapped_column(BigInteger)
+    sample_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
+    runs_seen: Mapped[int] = mapped_column(BigInteger, default=1)
+    deadline: Mapped[dt.datetime] = mapped_column()
+    escalated_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column()
+
+    events: Mapped[list[TicketEvent]] = relationship(back_populates="ticket", cascade="all, delete-orphan",
+                                                     order_by="TicketEvent.id")
+
+
+class TicketEvent(Base):
+    """Every transition: who, when, from → to, and why."""
+
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("problem_tickets.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # null: the platform itself
+    actor_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text)
+
+    ticket: Mapped[ProblemTicket] = relationship(back_populates="events")

@@ -37,3 +37,68 @@ class FailingKeysOut(BaseModel):
     total: int
     offset: int
     keys: list[str]
+
+
+class TicketEventOut(BaseModel):
+    at: dt.datetime
+    actor: str | None = Field(description="user name; null when the platform acted")
+    actor_department: str | None
+    from_status: str | None
+    to_status: str
+    comment: str
+
+
+class TicketOut(BaseModel):
+    id: int
+    dataset_code: str
+    dataset_name: str
+    origin: str = Field(description="quality (a failing rule) | report (数据异议)")
+    rule_id: str | None
+    title: str
+    description: str
+    dimension: str | None
+    item_code: str | None
+    element: str | None
+    status: str
+    status_name: str
+    assigned_department: str = Field(description="the element's authoritative source department (一数一源)")
+    first_receiver_department: str = Field(description="首问: accountable until closure")
+    failing_count: int | None
+    evaluated: int | None
+    sample_keys: list[str]
+    latest_version: int | None
+    latest_run_id: int | None
+    runs_seen: int
+    deadline: dt.datetime
+    overdue: bool
+    escalated_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    closed_at: dt.datetime | None
+    allowed_transitions: list[str] = Field(description="statuses the caller may move this ticket to now")
+    events: list[TicketEventOut]
+
+
+class TransitionIn(BaseModel):
+    to: str = Field(pattern="^(assigned|in_progress|fixed|verified|closed|disputed)$", examples=["in_progress"])
+    comment: str = Field(min_length=1, max_length=2000, examples=["已安排核查，预计 3 个工作日内完成整改"])
+
+
+class ReportIn(BaseModel):
+    item_code: str | None = Field(default=None, max_length=64, examples=["xm"])
+    description: str = Field(min_length=4, max_length=4000, examples=["该人员姓名与户籍登记不一致"])
+    contact: str | None = Field(default=None, max_length=200, description="required when reporting anonymously")
+
+
+class RectificationOut(BaseModel):
+    department_code: str
+    department_name: str
+    due: int
+    on_time: int
+    rate: float | None
+
+
+class RectificationIndicator(BaseModel):
+    indicator: str = "问题数据及时整改率"
+    overall: RectificationOut
+    departments: list[RectificationOut]

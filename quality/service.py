@@ -83,6 +83,9 @@ def run_quality(session: Session, storage: Storage, dataset: Dataset, version: D
             failing=o.failing_count, rate=round(o.rate, 6), sample_keys=sample))
     session.add(run)
     session.flush()
+    from quality.tickets import sync_quality_tickets
+
+    sync_quality_tickets(session, dataset, run)
     return run
 
 

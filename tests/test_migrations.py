@@ -11,14 +11,14 @@ import quality.models  # noqa: F401
 
 TABLES = {"departments", "users", "api_tokens", "data_elements", "datasets", "data_items", "authoritative_sources",
           "dataset_versions", "inventory_entries", "catalog_state", "collection_runs",
-          "quality_runs", "quality_rule_results"}
+          "quality_runs", "quality_rule_results", "problem_tickets", "ticket_events"}
 
 
 def test_migrating_from_empty_creates_the_catalog_and_its_search_index(empty_db):
     names = set(inspect(empty_db.engine).get_table_names())
     assert TABLES <= names
     assert ("dataset_fts" if empty_db.dialect == "sqlite" else "dataset_search") in names
-    assert current_revision(empty_db.engine) == "0003"
+    assert current_revision(empty_db.engine) == "0004"
 
 
 def test_the_migration_matches_the_models(empty_db):
