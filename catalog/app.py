@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(collection_endpoints.router)
     app.include_router(quality_endpoints.router)
     app.include_router(ticket_endpoints.router)
+    app.include_router(quality_endpoints.html_router)
 
     @app.exception_handler(DomainError)
     async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:

@@ -57,10 +57,12 @@ def _seed(db, settings):
     from schemas.loader import StandardFileError
     from seeds.loader import SeedError, seed
 
+    from catalog.storage import storage_for
+
     search = CatalogSearch(backend_for(db.dialect))
     try:
         with db.session() as session:
-            return seed(session, search)
+            return seed(session, search, storage=storage_for(settings.resolved_storage_root()))
     except (SeedError, StandardFileError) as exc:
         _fail(f"种子数据有误，未写入任何内容：{exc}", 3)
 
@@ -85,7 +87,8 @@ def seed(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
         _fail("数据库尚未初始化，请先运行 `opendata init`", 2)
     report = _seed(db, settings)
     typer.echo(f"数据元 {report.standards}；部门 {report.departments}；用户 {report.users}；"
-               f"资源 新增 {report.datasets_created} / 已有 {report.datasets_existing}；编目清单 {report.inventory}")
+               f"资源 新增 {report.datasets_created} / 已有 {report.datasets_existing}；编目清单 {report.inventory}；"
+               f"演示归集 {len(report.deliveries)}")
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -155,6 +158,7 @@ def demo(
             _, secret = issue_token(session, settings.secret_key, user, "demo", 30)
             lines.append((entry, secret))
     db.dispose()
+    corrected = _write_corrected_deliveries(settings.data_dir)
     typer.echo("")
     typer.secho(f"opendata-hub 演示已就绪: {base}/", fg=typer.colors.GREEN, bold=True)
     typer.echo(f"数据目录: {settings.data_dir.resolve()}  数据库: {settings.resolved_database_url()}")
@@ -168,6 +172,10 @@ def demo(
     typer.echo(f'  curl -s -G -H "Authorization: Bearer {steward_token}" "{base}/api/v1/datasets" '
                f'--data-urlencode "q=信用"')
     typer.echo(f'  curl -s -G "{base}/api/v1/datasets" --data-urlencode "q=空气"    # 匿名：开放目录')
+    typer.echo(f'  curl -s -H "Authorization: Bearer {steward_token}" "{base}/api/v1/tickets?status=active"   # 问题数据工单')
+    typer.echo(f'  浏览器打开 {base}/quality/report （大数据局质量报告，需先以 steward 登录令牌访问 API；HTML 见 README）')
+    typer.echo("整改演示：交付修正后的数据，工单自动核验关闭、质量得分上升：")
+    typer.echo(f"  opendata collect GAJ-00001 {corrected['GAJ-00001']} --user gaj_publisher --data-dir {settings.data_dir}")
     sys.stdout.flush()
     _serve(settings, host, port, 1)
 
@@ -306,6 +314,20 @@ def storage_cleanup(
         referenced = set(session.execute(select(DatasetVersion.path)).scalars())
     removed = storage_for(settings.resolved_storage_root()).cleanup_orphans(referenced, grace_minutes * 60)
     typer.echo(f"已清理 {len(removed)} 个文件")
+
+
+def _write_corrected_deliveries(data_dir: Path) -> dict[str, Path]:
+    """The demo deliveries with their problems fixed, for the "deliver corrected data" step."""
+    from seeds.deliveries import DELIVERIES, csv_bytes
+
+    out_dir = data_dir / "demo"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for code, (filename, rows) in DELIVERIES.items():
+        path = out_dir / filename.replace(".csv", "-修正.csv")
+        path.write_bytes(csv_bytes(rows(corrected=True)))
+        paths[code] = path
+    return paths
 
 
 def main() -> None:  # pragma: no cover

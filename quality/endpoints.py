@@ -3,19 +3,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from pathlib import Path as TemplatePath
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from catalog import service
 from catalog.deps import PrincipalDep, SessionDep, SettingsDep
 from catalog.endpoints import ERRORS, DatasetCodePath, PageNo, PageSize
-from catalog.errors import NotFound
+from catalog.errors import NotFound, PermissionDenied
+from catalog.permissions import require_principal
 from catalog.models import DatasetVersion
 from catalog.schemas import Page
 from catalog.storage import storage_for
 from quality import service as quality
 from quality.models import QualityRun
-from quality.schemas import FailingKeysOut, QualityRunOut, RuleResultOut
+from quality.report import build_report, report_csv
+from quality.schemas import FailingKeysOut, QualityReport, QualityRunOut, RuleResultOut
 
 router = APIRouter(prefix="/api/v1", tags=["quality"],
                    responses={k: ERRORS[k] for k in (400, 401, 403, 404, 422)})
@@ -83,3 +89,36 @@ def failing(code: DatasetCodePath, run_id: Annotated[int, Path(ge=1, le=2**31 - 
     total, keys = quality.failing_keys(storage_for(settings.resolved_storage_root()), run, rule_id,
                                        (page - 1) * page_size, page_size)
     return FailingKeysOut(rule_id=rule_id, total=total, offset=(page - 1) * page_size, keys=keys)
+
+
+# ---------------------------------------------------------------- the steward's report
+def check_quality_report(principal) -> None:  # noqa: ANN001
+    p = require_principal(principal)
+    if not p.is_steward:
+        raise PermissionDenied("质量报告面向大数据局 (steward)；部门请查看本部门资源的质量结果与工单")
+
+
+_templates = Jinja2Templates(directory=str(TemplatePath(__file__).parent / "templates"))
+
+
+@router.get("/quality/report", response_model=QualityReport, summary="大数据局质量报告：各部门与各资源的维度得分、趋势、工单、问题规则")
+def report_json(session: SessionDep, principal: PrincipalDep):
+    check_quality_report(principal)
+    return build_report(session)
+
+
+@router.get("/quality/report.csv", summary="质量报告导出（CSV，Excel 可直接打开）",
+            responses={200: {"content": {"text/csv": {}}, "description": "one row per dataset"}})
+def report_csv_export(session: SessionDep, principal: PrincipalDep) -> Response:
+    check_quality_report(principal)
+    return Response(report_csv(build_report(session)), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": "attachment; filename=quality-report.csv"})
+
+
+html_router = APIRouter(tags=["quality"], include_in_schema=False)
+
+
+@html_router.get("/quality/report", response_class=HTMLResponse)
+def report_html(request: Request, session: SessionDep, principal: PrincipalDep):
+    check_quality_report(principal)
+    return _templates.TemplateResponse(request, "quality_report.html", build_report(session))

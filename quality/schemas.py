@@ -39,6 +39,55 @@ class FailingKeysOut(BaseModel):
     keys: list[str]
 
 
+class ReportRule(BaseModel):
+    rule_id: str
+    dimension: str
+    description: str
+    failing: int
+    evaluated: int
+    rate: float
+    dataset_code: str | None = None
+    dataset_name: str | None = None
+
+
+class TrendPoint(BaseModel):
+    version: int
+    overall_score: float | None
+    scores: dict[str, float | None]
+
+
+class DatasetQuality(BaseModel):
+    dataset_code: str
+    dataset_name: str
+    department_code: str
+    department_name: str
+    latest_version: int
+    overall_score: float | None
+    scores: dict[str, float | None]
+    trend: list[TrendPoint]
+    open_tickets: int
+    overdue_tickets: int
+    worst_rules: list[ReportRule]
+
+
+class DepartmentQuality(BaseModel):
+    department_code: str
+    department_name: str
+    datasets_checked: int
+    overall_score: float | None
+    scores: dict[str, float | None]
+    open_tickets_assigned: int
+    overdue_tickets_assigned: int
+    disputed_tickets: int
+
+
+class QualityReport(BaseModel):
+    dimensions: list[str]
+    departments: list[DepartmentQuality]
+    datasets: list[DatasetQuality]
+    worst_rules: list[ReportRule]
+
+
 class TicketEventOut(BaseModel):
     at: dt.datetime
     actor: str | None = Field(description="user name; null when the platform acted")

@@ -21,6 +21,7 @@ from catalog.models import Dataset, Department, InventoryEntry, User
 from catalog.schemas import DatasetCreate
 from catalog.search import CatalogSearch
 from catalog.security import hash_password
+from catalog.storage import Storage
 from catalog.service import create_dataset
 from schemas.loader import STANDARDS_DIR, load_standards, read_standards
 
@@ -39,6 +40,7 @@ class SeedReport:
     datasets_created: int = 0
     datasets_existing: int = 0
     inventory: int = 0
+    deliveries: list[str] = field(default_factory=list)
     demo_users: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -92,7 +94,8 @@ def _load_order(entries: list[dict[str, Any]], origin: dict[str, str]) -> list[d
 
 
 def seed(session: Session, search: CatalogSearch, seeds_dir: Path = SEEDS_DIR,
-         standards_dir: Path = STANDARDS_DIR) -> SeedReport:
+         standards_dir: Path = STANDARDS_DIR, storage: Storage | None = None) -> SeedReport:
+    """Load the seeds; with a storage, also collect the demo deliveries (with their deliberate problems)."""
     report = SeedReport()
     report.standards = load_standards(session, read_standards(standards_dir))
 
@@ -179,4 +182,34 @@ def seed(session: Session, search: CatalogSearch, seeds_dir: Path = SEEDS_DIR,
             session.add(row)
         report.inventory += 1
     session.flush()
+    if storage is not None:
+        report.deliveries = deliver_demo_data(session, storage, users)
     return report
+
+
+def deliver_demo_data(session: Session, storage: Storage, users: dict[str, User]) -> list[str]:
+    """Collect each demo delivery once (a dataset that already has a version is left alone), as a publisher of the
+    providing department where the seeds have one; quality runs and opens its tickets."""
+    import tempfile
+
+    from catalog import collection
+    from catalog.service import find_dataset
+    from quality.service import run_quality
+    from seeds.deliveries import DELIVERIES, csv_bytes
+
+    done = []
+    for code, (filename, rows) in DELIVERIES.items():
+        dataset = find_dataset(session, code)
+        if collection.latest_version(session, dataset.id) is not None:
+            continue
+        deliverer = next((u for u in users.values() if u.department_id == dataset.department_id
+                          and "publisher" in (u.roles or [])), None) or \
+            next(u for u in users.values() if "steward" in (u.roles or []))
+        with tempfile.TemporaryDirectory(prefix="odh-seed-") as tmp:
+            path = Path(tmp) / filename
+            path.write_bytes(csv_bytes(rows()))
+            result = collection.deliver(session, storage, Principal.of(deliverer), dataset,
+                                        collection.Delivery(kind="upload", name=filename, path=path, file_format="csv"))
+        run_quality(session, storage, dataset, result.version)
+        done.append(code)
+    return done
