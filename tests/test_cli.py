@@ -26,6 +26,7 @@ def test_init_then_seed_then_seed_again(tmp_path):
     r = runner.invoke(app, ["seed", "--data-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert re.search(r"资源 新增 [1-9]\d+", r.output)
+    assert "演示归集 3" in r.output
     r = runner.invoke(app, ["seed", "--data-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert "新增 0" in r.output
@@ -112,7 +113,8 @@ def test_collect_publishes_a_version_then_reports_unchanged_content(tmp_path):
     args = ["collect", "SCJG-00001", str(data), "--user", "scjg_publisher", "--data-dir", str(tmp_path)]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    assert "已发布新版本：SCJG-00001 v1，1 行" in r.output
+    assert re.search(r"已发布新版本：SCJG-00001 v2，1 行", r.output), r.output  # v1 is the seeded demo delivery
+    assert "质量检查" in r.output
     r = runner.invoke(app, args)
     assert r.exit_code == 0 and "未产生新版本" in r.output
 
