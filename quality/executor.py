@@ -78,7 +78,30 @@ def evaluate(rule: Rule, table: pa.Table) -> RuleOutcome:
         ok = check(col, other)
         judged = int(pc.sum(pc.is_valid(ok)).as_py() or 0)
         return RuleOutcome(rule, judged, _indexes(pc.invert(ok)))
+    if kind == "consistency":
+        raise ValueError("consistency rules need the source's table: use evaluate_consistency")
     raise ValueError(f"unknown rule kind {kind}")
+
+
+def evaluate_consistency(rule: Rule, table: pa.Table, source: pa.Table | None) -> RuleOutcome:
+    """Rows whose key is found in the source and whose (present) value differs from the source's (present) value.
+    Judged: rows whose key matches a source row with both values present. No source version yet: nothing judged."""
+    if source is None:
+        return RuleOutcome(rule, 0, np.empty(0, dtype=np.int64))
+    key, column = rule.columns
+    mine = pa.table({"__k": table.column(key), "__v": table.column(column),
+                     "__row": pa.array(np.arange(table.num_rows))})
+    theirs = pa.table({"__k": source.column(rule.params["source_key"]),
+                       "__sv": source.column(rule.params["source_column"])})
+    theirs = theirs.filter(pc.is_valid(theirs.column("__k")))
+    # A duplicated source key would multiply rows: keep one value per key (uniqueness has its own rule).
+    theirs = theirs.group_by("__k").aggregate([("__sv", "max")]).rename_columns(["__k", "__sv"])
+    joined = mine.join(theirs, keys="__k", join_type="inner")
+    both = pc.and_(pc.is_valid(joined.column("__v")), pc.is_valid(joined.column("__sv")))
+    joined = joined.filter(both)
+    differs = pc.not_equal(joined.column("__v"), pc.cast(joined.column("__sv"), joined.schema.field("__v").type))
+    failing = np.sort(joined.filter(differs).column("__row").to_numpy())
+    return RuleOutcome(rule, joined.num_rows, failing)
 
 
 def _duplicated(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray:
@@ -94,5 +117,9 @@ def _duplicated(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray:
     return np.sort(rows.to_numpy())
 
 
-def run_rules(rules: list[Rule], table: pa.Table) -> list[RuleOutcome]:
-    return [evaluate(rule, table) for rule in rules]
+def run_rules(rules: list[Rule], table: pa.Table, sources: dict[int, pa.Table | None] | None = None
+              ) -> list[RuleOutcome]:
+    """sources: the authoritative datasets' latest tables, by dataset id, for the consistency rules."""
+    sources = sources or {}
+    return [evaluate_consistency(rule, table, sources.get(rule.params["source_dataset_id"]))
+            if rule.kind == "consistency" else evaluate(rule, table) for rule in rules]

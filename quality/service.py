@@ -60,14 +60,15 @@ def run_quality(session: Session, storage: Storage, dataset: Dataset, version: D
     started = utcnow()
     table = read_version(storage, version)
     rules = generate_rules(dataset)
+    sources = _source_tables(session, storage, rules)
     gx_result = None
     if executor == "gx":
         from quality.gx_executor import GX_KINDS, run_gx
 
         outcomes, gx_result = run_gx([r for r in rules if r.kind in GX_KINDS], table, f"{dataset.code}-v{version.version}")
-        outcomes += run_rules([r for r in rules if r.kind not in GX_KINDS], table)
+        outcomes += run_rules([r for r in rules if r.kind not in GX_KINDS], table, sources)
     else:
-        outcomes = run_rules(rules, table)
+        outcomes = run_rules(rules, table, sources)
     keys = row_keys(table, key_columns(dataset))
     failing_path = _write_failing_keys(storage, dataset, version, outcomes, keys)
     scores = dimension_scores(outcomes, dataset.collection_status == CollectionStatus.collected)
@@ -87,6 +88,24 @@ def run_quality(session: Session, storage: Storage, dataset: Dataset, version: D
 
     sync_quality_tickets(session, dataset, run)
     return run
+
+
+def _source_tables(session: Session, storage: Storage, rules) -> dict[int, pa.Table | None]:  # noqa: ANN001
+    """The latest published version of each authoritative dataset a consistency rule compares with (needed columns)."""
+    needed: dict[int, set[str]] = {}
+    for rule in rules:
+        if rule.kind == "consistency":
+            needed.setdefault(rule.params["source_dataset_id"], set()).update(
+                {rule.params["source_key"], rule.params["source_column"]})
+    tables: dict[int, pa.Table | None] = {}
+    for dataset_id, columns in needed.items():
+        version = latest_version(session, dataset_id)
+        if version is None:
+            tables[dataset_id] = None
+            continue
+        with storage.open(version.path, "rb") as fh:
+            tables[dataset_id] = pq.read_table(fh, columns=sorted(columns))
+    return tables
 
 
 def _write_failing_keys(storage: Storage, dataset: Dataset, version: DatasetVersion, outcomes: list[RuleOutcome],

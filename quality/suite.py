@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog.enums import DataType
+from catalog.enums import DataType, ItemSource
 from catalog.models import Dataset, DataItem
 
 COMPLETENESS, CONFORMITY, ACCURACY, UNIQUENESS, CONSISTENCY, TIMELINESS = (
@@ -81,6 +81,7 @@ def generate_rules(dataset: Dataset) -> list[Rule]:
         cols = tuple(k.code for k in keys)
         rules.append(Rule(f"compound_unique:{'+'.join(cols)}", "compound_unique", UNIQUENESS, cols,
                           "主键组合（" + "、".join(k.name for k in keys) + "）不能重复", keys[0].data_element.identifier))
+    rules += consistency_rules(dataset)
     ids = [i for i in items if ID_CHECK in (i.data_element.checks or []) and i.data_type == DataType.string]
     if ids:
         id_item = ids[0]
@@ -93,4 +94,36 @@ def generate_rules(dataset: Dataset) -> list[Rule]:
                 rules.append(Rule(f"id_gender:{id_item.code}+{item.code}", "id_gender", ACCURACY,
                                   (id_item.code, item.code),
                                   f"「{item.name}」须与「{id_item.name}」第 17 位所示性别一致", item.data_element.identifier))
+    return rules
+
+
+def consistency_rules(dataset: Dataset) -> list[Rule]:
+    """一致性: a copied (reference) item must equal its authoritative source on the shared key.
+
+    The shared key is an item of this dataset that references a key item of the source dataset (e.g. 公民身份号码);
+    every other item referencing the same source dataset is compared with the source's latest version on it.
+    A mismatch is the copy's to fix, so the rule judges no element of its own: its ticket goes to this dataset's
+    department, with the source named in the description.
+    """
+    groups: dict[int, list[DataItem]] = {}
+    for item in dataset.items:
+        ref = item.reference_item
+        if item.source == ItemSource.reference and ref is not None and ref.dataset_id != dataset.id:
+            groups.setdefault(ref.dataset_id, []).append(item)
+    rules = []
+    for items in groups.values():
+        keys = [i for i in items if i.reference_item.is_key]
+        if not keys:
+            continue
+        key = keys[0]
+        source = key.reference_item.dataset
+        for item in items:
+            if item is key or item.reference_item.is_key:
+                continue
+            rules.append(Rule(
+                f"consistency:{item.code}", "consistency", CONSISTENCY, (key.code, item.code),
+                f"「{item.name}」({item.code}) 须与权威来源 {source.department.name}「{source.name}」({source.code}) "
+                f"按「{key.name}」对应的值一致", None,
+                {"source_dataset_id": source.id, "source_dataset": source.code, "source_key": key.reference_item.code,
+                 "source_column": item.reference_item.code}))
     return rules

@@ -114,6 +114,7 @@ def insurance(corrected: bool = False) -> list[dict]:
         rows[13]["sfzhm"] = _broken_check(rows[13]["sfzhm"])
         rows[40]["dwtyshxydm"] = _broken_check(rows[40]["dwtyshxydm"])  # → 市场监管局 (source of 统一社会信用代码)
         rows[41]["cbztdm"] = "7"
+        rows[50]["xm"] = rows[50]["xm"][0] + "某某"  # 与公安局人口库登记的姓名不一致 (一致性)
     return rows
 
 

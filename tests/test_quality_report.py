@@ -30,6 +30,10 @@ def test_seeded_problems_are_routed_to_their_sources(client, tokens, delivered):
     assert rsj["cn_resident_id:sfzhm"]["assigned_department"] == "示范市公安局"
     assert rsj["cn_uscc:dwtyshxydm"]["assigned_department"] == "示范市市场监督管理局"
     assert rsj["in_set:cbztdm"]["first_receiver_department"] == "示范市人力资源和社会保障局"
+    # 一致性: RSJ's copy of a name differs from 公安局's source; the copy's department is asked to fix it.
+    assert rsj["consistency:xm"]["assigned_department"] == "示范市人力资源和社会保障局"
+    assert rsj["consistency:xm"]["dimension"] == "一致性" and rsj["consistency:xm"]["failing_count"] == 1
+    assert "GAJ-00001" in rsj["consistency:xm"]["description"]
     gaj = {t["rule_id"] for t in _active(client, tokens["gaj_publisher"], "GAJ-00001")}
     assert {"cn_resident_id:sfzhm", "unique:sfzhm", "not_null:xm", "id_birth_date:sfzhm+csrq"} <= gaj
 
