@@ -46,7 +46,8 @@ def run_now(code: DatasetCodePath, session: SessionDep, principal: PrincipalDep,
             executor: Annotated[str, Query(pattern="^(fast|gx)$", description="fast（默认）或 gx（Great Expectations）")] = "fast"):
     dataset = service.find_dataset(session, code)
     quality.check_read_quality(principal, dataset)
-    run = quality.run_quality(session, storage_for(settings.resolved_storage_root()), dataset, executor=executor)
+    run = quality.run_quality(session, storage_for(settings.resolved_storage_root()), dataset, executor=executor,
+                              gx_docs_root=gx_docs_root(settings))
     session.commit()
     return run_out(run, code, _version_number(session, run))
 
@@ -116,6 +117,23 @@ def report_csv_export(session: SessionDep, principal: PrincipalDep) -> Response:
 
 
 html_router = APIRouter(tags=["quality"], include_in_schema=False)
+
+
+def gx_docs_root(settings) -> str:  # noqa: ANN001
+    return str((settings.data_dir / "gx").resolve())
+
+
+@html_router.get("/quality/datadocs/{path:path}")
+def data_docs(path: str, session: SessionDep, principal: PrincipalDep, settings: SettingsDep):
+    """GX Data Docs of the runs made with executor=gx (stewards)."""
+    from fastapi.responses import FileResponse
+
+    check_quality_report(principal)
+    site = (TemplatePath(gx_docs_root(settings)) / "gx" / "uncommitted" / "data_docs" / "local_site").resolve()
+    target = (site / (path or "index.html")).resolve()
+    if not target.is_relative_to(site) or not target.is_file():
+        raise NotFound("没有该 Data Docs 页面（先以 executor=gx 运行一次质量检查）")
+    return FileResponse(target)
 
 
 @html_router.get("/quality/report", response_class=HTMLResponse)

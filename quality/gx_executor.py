@@ -93,16 +93,45 @@ def _bound(value: Any) -> Any:
     return value
 
 
-def run_gx(rules: list[Rule], table: pa.Table, suite_name: str = "generated") -> tuple[list[RuleOutcome], dict]:
-    """Validate with GX (result_format COMPLETE, row position as the index); returns outcomes and the GX result."""
+def run_gx(rules: list[Rule], table: pa.Table, suite_name: str = "generated",
+           docs_root: str | None = None) -> tuple[list[RuleOutcome], dict]:
+    """Validate with GX (result_format COMPLETE, row position as the index); returns outcomes and the GX result.
+
+    With docs_root, a file-backed GX project there keeps the suite and validation result and rebuilds its Data
+    Docs site (docs_root/gx/uncommitted/data_docs/local_site/index.html) for stewards to open.
+    """
+    import uuid
+
     gx, _gxe, _pd, _ = _gx()
-    context = gx.get_context(mode="ephemeral")  # the suite needs a current context before it takes expectations
+    # The suite needs a current context before it takes expectations.
+    if docs_root:
+        context = gx.get_context(mode="file", project_root_dir=docs_root)
+    else:
+        context = gx.get_context(mode="ephemeral")
     suite, used = build_suite(rules, suite_name)
     frame = table.to_pandas(types_mapper=None)
-    source = context.data_sources.add_pandas("snapshot")
-    batch = (source.add_dataframe_asset("table").add_batch_definition_whole_dataframe("whole")
-             .get_batch(batch_parameters={"dataframe": frame}))
-    result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+    if docs_root:
+        try:
+            source = context.data_sources.get("snapshots")
+        except (KeyError, ValueError, gx.exceptions.DataContextError):
+            source = context.data_sources.add_pandas("snapshots")
+        run_name = f"{suite_name}-{uuid.uuid4().hex[:8]}"
+        asset = source.add_dataframe_asset(run_name)
+        definition = asset.add_batch_definition_whole_dataframe("whole")
+        suite = context.suites.add_or_update(suite)
+        validation = context.validation_definitions.add(gx.ValidationDefinition(name=run_name, data=definition,
+                                                                                suite=suite))
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=run_name, validation_definitions=[validation],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format={"result_format": "COMPLETE"}))
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+        result = next(iter(outcome.run_results.values()))
+    else:
+        source = context.data_sources.add_pandas("snapshot")
+        batch = (source.add_dataframe_asset("table").add_batch_definition_whole_dataframe("whole")
+                 .get_batch(batch_parameters={"dataframe": frame}))
+        result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
     by_id = {r.id: r for r in used}
     outcomes = []
     for res in result.results:
@@ -114,3 +143,7 @@ def run_gx(rules: list[Rule], table: pa.Table, suite_name: str = "generated") ->
         failing = np.sort(np.asarray(info.get("unexpected_index_list") or [], dtype=np.int64))
         outcomes.append(RuleOutcome(rule, int(evaluated), failing))
     return outcomes, result.to_json_dict()
+
+
+def data_docs_index(docs_root: str) -> str:
+    return f"{docs_root}/gx/uncommitted/data_docs/local_site/index.html"

@@ -53,7 +53,7 @@ def dimension_scores(outcomes: list[RuleOutcome], fresh: bool) -> dict[str, floa
 
 
 def run_quality(session: Session, storage: Storage, dataset: Dataset, version: DatasetVersion | None = None,
-                executor: str = "fast") -> QualityRun:
+                executor: str = "fast", gx_docs_root: str | None = None) -> QualityRun:
     version = version or latest_version(session, dataset.id)
     if version is None:
         raise NotFound(f"资源 {dataset.code} 还没有已发布的版本，无法进行质量检查")
@@ -65,7 +65,8 @@ def run_quality(session: Session, storage: Storage, dataset: Dataset, version: D
     if executor == "gx":
         from quality.gx_executor import GX_KINDS, run_gx
 
-        outcomes, gx_result = run_gx([r for r in rules if r.kind in GX_KINDS], table, f"{dataset.code}-v{version.version}")
+        outcomes, gx_result = run_gx([r for r in rules if r.kind in GX_KINDS], table,
+                                     f"{dataset.code}-v{version.version}", docs_root=gx_docs_root)
         outcomes += run_rules([r for r in rules if r.kind not in GX_KINDS], table, sources)
     else:
         outcomes = run_rules(rules, table, sources)

@@ -159,3 +159,16 @@ def test_fast_executor_results_equal_great_expectations(client, tokens, backend)
                             params={"rule_id": rule_id, "page_size": 1000}, headers=bearer(tokens["steward"])).json()
         assert sorted(all_fast["keys"]) == sorted(all_gx["keys"]), rule_id
     assert gx["scores"] == fast["scores"]
+
+
+def test_a_gx_run_builds_data_docs_for_the_steward(client, tokens, backend):
+    if backend != "sqlite":
+        pytest.skip("GX artefacts do not depend on the catalog database; run once")
+    deliver(client, tokens["gaj_publisher"], inject_errors(population_rows(80))[0])
+    r = client.post("/api/v1/datasets/GAJ-00001/quality/runs", params={"executor": "gx"},
+                    headers=bearer(tokens["steward"]))
+    assert r.status_code == 201, r.text
+    page = client.get("/quality/datadocs/index.html", headers=bearer(tokens["steward"]))
+    assert page.status_code == 200 and "GAJ-00001" in page.text
+    assert client.get("/quality/datadocs/index.html", headers=bearer(tokens["gaj_publisher"])).status_code == 403
+    assert client.get("/quality/datadocs/../../../etc/passwd", headers=bearer(tokens["steward"])).status_code == 404
