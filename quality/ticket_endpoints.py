@@ -53,6 +53,8 @@ def list_tickets(session: SessionDep, principal: PrincipalDep, page: PageNo = 1,
                  dataset: Annotated[str | None, Query(max_length=32)] = None,
                  overdue: bool | None = None):
     p = require_principal(principal)
+    if tickets.escalate_overdue(session):  # overdue tickets escalate to the steward as soon as anyone looks
+        session.commit()
     query = select(ProblemTicket).order_by(ProblemTicket.id.desc())
     if not p.is_steward:
         query = query.where(or_(ProblemTicket.assigned_department_id == p.department_id,

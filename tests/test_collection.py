@@ -259,3 +259,17 @@ def test_collection_rate_counts_collected_resources(client, tokens, dataset_code
     gaj = next(d for d in after["departments"] if d["department_code"] == "GAJ")
     assert gaj["rate"] == round(gaj["collected"] / gaj["required"], 4)
     assert sum(gaj["by_status"].values()) == gaj["required"]
+
+
+def test_an_fsspec_url_as_storage_root_works_like_a_directory(client, tokens, dataset_code, settings, db):
+    """The storage seam takes any fsspec URL (s3:// in the scaled deployment); memory:// stands in for it here."""
+    import uuid
+    settings.storage_root = f"memory://odh-{uuid.uuid4().hex}"
+    r = upload(client, tokens["gaj_publisher"], dataset_code, "a.csv", csv_bytes())
+    assert r.status_code == 201, r.text
+    with db.session() as s:
+        path = s.query(DatasetVersion).one().path
+    storage = Storage(settings.storage_root)
+    assert not storage.is_local and storage.fs.exists(path)
+    assert snapshot(db, settings, dataset_code).num_rows == 3
+    assert upload(client, tokens["gaj_publisher"], dataset_code, "a.csv", csv_bytes()).json()["status"] == "unchanged"
