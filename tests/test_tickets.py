@@ -146,8 +146,9 @@ def test_overdue_tickets_escalate_and_count_against_the_rectification_rate(clien
         late.deadline = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
     overdue = tickets_of(client, tokens["steward"], employee_dataset, overdue=True)
     assert [t["rule_id"] for t in overdue] == ["cn_resident_id:sfzhm"]
+    # Listing escalated it to the steward, once, with an event saying so.
+    assert overdue[0]["escalated_at"] and "升级至大数据局" in overdue[0]["events"][-1]["comment"]
     with db.session() as s:
-        assert ticket_service.escalate_overdue(s) == 1
         assert ticket_service.escalate_overdue(s) == 0
     rate = client.get("/api/v1/indicators/rectification", headers=bearer(tokens["steward"])).json()
     gaj = next(d for d in rate["departments"] if d["department_code"] == "GAJ")
