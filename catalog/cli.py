@@ -173,9 +173,10 @@ def demo(
                f'--data-urlencode "q=信用"')
     typer.echo(f'  curl -s -G "{base}/api/v1/datasets" --data-urlencode "q=空气"    # 匿名：开放目录')
     typer.echo(f'  curl -s -H "Authorization: Bearer {steward_token}" "{base}/api/v1/tickets?status=active"   # 问题数据工单')
-    typer.echo(f'  浏览器打开 {base}/quality/report （大数据局质量报告，需先以 steward 登录令牌访问 API；HTML 见 README）')
-    typer.echo("整改演示：交付修正后的数据，工单自动核验关闭、质量得分上升：")
-    typer.echo(f"  opendata collect GAJ-00001 {corrected['GAJ-00001']} --user gaj_publisher --data-dir {settings.data_dir}")
+    typer.echo(f'  curl -s -H "Authorization: Bearer {steward_token}" "{base}/quality/report" -o 质量报告.html   # 大数据局质量报告')
+    typer.echo("整改演示：交付修正后的数据，工单自动核验关闭、质量得分上升（另开一个终端）：")
+    command = Path(sys.argv[0]) if Path(sys.argv[0]).name == "opendata" else "opendata"
+    typer.echo(f"  {command} collect GAJ-00001 {corrected['GAJ-00001']} --user gaj_publisher --data-dir {settings.data_dir}")
     sys.stdout.flush()
     _serve(settings, host, port, 1)
 
