@@ -249,7 +249,7 @@ def peak_rss_mb() -> float:
     """
     try:
         status = Path("/proc/self/status").read_text()
-    except OSError:  # not Linux: ru_maxrss is the best there is (KiB on Linux, bytes on macOS)
+    except OSError:  # no procfs: ru_maxrss is the best there is (bytes on macOS, KiB elsewhere)
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
     return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE).group(1)) / 1024
 

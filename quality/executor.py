@@ -1,6 +1,6 @@
 """The fast executor: every generated rule evaluated with pyarrow.compute / numpy over the whole snapshot.
 
-Semantics follow Great Expectations' (its results must equal GX's — tests/test_quality_gx.py proves it): a
+Semantics follow Great Expectations' (its results must equal GX's — tests/test_quality.py (test_fast_executor_results_equal_great_expectations) proves it): a
 value-level rule judges present values only (nulls are completeness's business), `unique` marks every occurrence of a
 repeated value, and a rule's failing rows are reported by their key (the dataset's key columns).
 """

@@ -2,7 +2,7 @@
 
 GX is the expectation framework of record: its suite and validation result are what stewards open as Data Docs.
 It is slow on large data (shared/notes/quality.md), so runs use the fast executor; this one exists to produce GX
-artefacts and to prove — tests/test_quality_gx.py — that the fast executor's results equal GX's.
+artefacts and to prove — tests/test_quality.py (test_fast_executor_results_equal_great_expectations) — that the fast executor's results equal GX's.
 Imported lazily: `import great_expectations` alone costs ~2 s and ~300 MB.
 """
 from __future__ import annotations
