@@ -285,6 +285,17 @@ def measure_fast(path: str, rules: list[Rule], gx_rule_ids: list[str], repeat: i
              "loaded_rss_mb": loaded_rss, "peak_rss_mb": peak})
 
 
+def measure_stream(path: str, rules: list[Rule], repeat: int, out: mp.Queue) -> None:
+    """The production path (quality.service.run_quality): row-local rules a row group at a time, cross-row rules on
+    their columns only — reading included, since streaming interleaves it with the checks."""
+    from quality.executor import run_rules, run_rules_streaming
+
+    run_rules(rules, pq.read_table(path).slice(0, WARM_UP_ROWS))  # one-time costs, as for the other executors
+    stream_s, outcomes = timed(repeat, lambda: run_rules_streaming(rules, pq.ParquetFile(path)))
+    out.put({"stream_s": stream_s, "counts": {o.rule.id: o.failing_count for o in outcomes},
+             "peak_rss_mb": peak_rss_mb()})
+
+
 def measure_gx(path: str, rules: list[Rule], repeat: int, out: mp.Queue) -> None:
     t = time.perf_counter()
     import great_expectations as gx
@@ -396,6 +407,16 @@ def bench_snapshot(path: str, rows: int, rate: float, rules: list[Rule], gx_rule
         print(f"  WARNING our executor's failing counts differ from the injected ones (ours, injected): {diff}")
     run["fast_matches_injected"] = not diff
 
+    stream = in_child(measure_stream, path, rules, args.repeat)
+    stream_s = statistics.median(stream["stream_s"])
+    run["stream"] = {"seconds": round(stream_s, 2), "rows_per_s": round(rows / stream_s),
+                     "peak_rss_mb": round(stream["peak_rss_mb"]), "matches_in_memory": stream["counts"] == fast["counts"]}
+    print(f"  streaming (production path, reading included): {stream_s:.2f} s ({rows / stream_s:,.0f} rows/s), "
+          f"peak RSS {run['stream']['peak_rss_mb']} MB, same results as in memory: "
+          f"{run['stream']['matches_in_memory']}", flush=True)
+    if not run["stream"]["matches_in_memory"]:
+        warnings.append(f"{label}: streaming and in-memory failing counts differ")
+
     if rows > args.gx_max_rows:
         run["gx"] = {"skipped": f"rows > --gx-max-rows {args.gx_max_rows:,}"}
         print(f"  gx: skipped (rows > --gx-max-rows {args.gx_max_rows:,})", flush=True)
@@ -472,7 +493,8 @@ def main() -> None:
             for rate in rates:
                 table, per_kind, expected = inject_errors(clean, rate)
                 path = f"{tmp}/population_{rows}_{rate}.parquet"
-                pq.write_table(table, path)
+                # The row-group size of a collected snapshot (catalog.collection), so streaming reads it the same way.
+                pq.write_table(table, path, row_group_size=131_072)
                 del table
                 run: dict = {"rows": rows, "error_rate": rate, "injected_rows": sum(per_kind.values()),
                              "injected": per_kind, "generate_s": round(generate_s, 1),
@@ -494,8 +516,8 @@ def main() -> None:
 GOALS = {
     "ratio_ge_10x_at_1pct": "≥ 10× plain GX at 1% failing rows",
     "ratio_ge_50x_at_10pct": "≥ 50× plain GX at 10% failing rows",
-    "full_suite_10m_under_10s": "10M rows through the full suite in < 10 s",
-    "peak_rss_under_2gb": "peak RSS of our executor's process < 2 GB (2,048 MB)",
+    "full_suite_10m_under_10s": "10M rows through the full suite in < 10 s (streaming, reading included)",
+    "peak_rss_under_2gb": "peak RSS of the streaming run's process < 2 GB (2,048 MB)",
 }
 
 
@@ -510,9 +532,10 @@ def goals(runs: list[dict]) -> dict:
     return {
         "ratio_ge_10x_at_1pct": verdict(ratios(0.01), lambda v: v >= 10),
         "ratio_ge_50x_at_10pct": verdict(ratios(0.10), lambda v: v >= 50),
-        "full_suite_10m_under_10s": verdict([r["fast"]["full_s"] for r in runs if r["rows"] >= 10_000_000],
+        # Judged on the production path (streaming, reading included).
+        "full_suite_10m_under_10s": verdict([r["stream"]["seconds"] for r in runs if r["rows"] >= 10_000_000],
                                             lambda v: v < 10),
-        "peak_rss_under_2gb": verdict([r["fast"]["peak_rss_mb"] for r in runs], lambda v: v < 2048),
+        "peak_rss_under_2gb": verdict([r["stream"]["peak_rss_mb"] for r in runs], lambda v: v < 2048),
     }
 
 

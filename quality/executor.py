@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from quality import identifiers
 from quality.suite import Rule
@@ -123,3 +124,38 @@ def run_rules(rules: list[Rule], table: pa.Table, sources: dict[int, pa.Table | 
     sources = sources or {}
     return [evaluate_consistency(rule, table, sources.get(rule.params["source_dataset_id"]))
             if rule.kind == "consistency" else evaluate(rule, table) for rule in rules]
+
+
+# Rules that compare rows with each other (or with another dataset) need their columns whole; every other rule
+# judges one row at a time and runs row group by row group, so a 10M-row snapshot is never in memory at once.
+WHOLE_COLUMN_KINDS = {"unique", "compound_unique", "consistency"}
+
+
+def run_rules_streaming(rules: list[Rule], parquet: pq.ParquetFile,
+                        sources: dict[int, pa.Table | None] | None = None) -> list[RuleOutcome]:
+    """The same outcomes as `run_rules` on the whole table, reading row-local rules' columns a row group at a time
+    and the cross-row rules' columns (usually the key alone) whole."""
+    sources = sources or {}
+    local = [r for r in rules if r.kind not in WHOLE_COLUMN_KINDS]
+    whole = [r for r in rules if r.kind in WHOLE_COLUMN_KINDS]
+    judged = {r.id: 0 for r in local}
+    failing: dict[str, list[np.ndarray]] = {r.id: [] for r in local}
+    local_columns = sorted({c for r in local for c in r.columns})
+    offset = 0
+    if local_columns:
+        for group in range(parquet.num_row_groups):
+            batch = parquet.read_row_group(group, columns=local_columns)
+            for rule in local:
+                outcome = evaluate(rule, batch)
+                judged[rule.id] += outcome.evaluated
+                if outcome.failing.size:
+                    failing[rule.id].append(outcome.failing + offset)
+            offset += batch.num_rows
+    outcomes = {r.id: RuleOutcome(r, judged[r.id], np.concatenate(failing[r.id]) if failing[r.id]
+                                  else np.empty(0, dtype=np.int64)) for r in local}
+    if whole:
+        table = parquet.read(columns=sorted({c for r in whole for c in r.columns}))
+        for rule in whole:
+            outcomes[rule.id] = (evaluate_consistency(rule, table, sources.get(rule.params["source_dataset_id"]))
+                                 if rule.kind == "consistency" else evaluate(rule, table))
+    return [outcomes[r.id] for r in rules]
