@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -153,6 +154,11 @@ def _rows_to_batch(rows: list[list[str | None]], width: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, names=[f"c{i}" for i in range(width)])
 
 
+def _batched(records: Iterator[list[str | None]], width: int, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    while chunk := list(itertools.islice(records, batch_rows)):
+        yield _rows_to_batch(chunk, width)
+
+
 def _xlsx_batches(path: Path, batch_rows: int = 50_000) -> tuple[list[str], Iterator[pa.RecordBatch]]:
     from openpyxl import load_workbook
 
@@ -166,20 +172,13 @@ def _xlsx_batches(path: Path, batch_rows: int = 50_000) -> tuple[list[str], Iter
         raise CollectionRejected("文件为空：第一行应为表头")
     headers = [(_text(v) or "").strip() for v in header_row]
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        chunk: list[list[str | None]] = []
+    def records() -> Iterator[list[str | None]]:
         for row in rows:
-            if row is None or all(v is None for v in row):
-                continue
-            chunk.append([_text(v) for v in row[: len(headers)]])
-            if len(chunk) >= batch_rows:
-                yield _rows_to_batch(chunk, len(headers))
-                chunk = []
-        if chunk:
-            yield _rows_to_batch(chunk, len(headers))
+            if row is not None and any(v is not None for v in row):
+                yield [_text(v) for v in row[: len(headers)]]
         workbook.close()
 
-    return headers, batches()
+    return headers, _batched(records(), len(headers), batch_rows)
 
 
 def _jsonl_batches(path: Path, batch_rows: int = 50_000) -> tuple[list[str], Iterator[pa.RecordBatch]]:
@@ -202,24 +201,16 @@ def _jsonl_batches(path: Path, batch_rows: int = 50_000) -> tuple[list[str], Ite
     first_obj = parse(first, 1)
     headers = [str(k).strip() for k in first_obj]
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        chunk: list[list[str | None]] = []
-        number = 1
-        for obj in [first_obj], (parse(line, n) for n, line in enumerate(lines, 2)):
-            for record in obj:
-                extra = [k for k in record if k not in first_obj]
-                if extra:
-                    raise CollectionRejected(f"第 {number} 条记录含有首条记录没有的字段：{'、'.join(extra)}")
-                chunk.append([_text(record.get(h)) for h in first_obj])
-                number += 1
-                if len(chunk) >= batch_rows:
-                    yield _rows_to_batch(chunk, len(headers))
-                    chunk = []
-        if chunk:
-            yield _rows_to_batch(chunk, len(headers))
+    def records() -> Iterator[list[str | None]]:
+        objects = itertools.chain([first_obj], (parse(line, n) for n, line in enumerate(lines, 2)))
+        for number, record in enumerate(objects, 1):
+            extra = [k for k in record if k not in first_obj]
+            if extra:
+                raise CollectionRejected(f"第 {number} 条记录含有首条记录没有的字段：{'、'.join(extra)}")
+            yield [_text(record.get(h)) for h in first_obj]
         fh.close()
 
-    return headers, batches()
+    return headers, _batched(records(), len(headers), batch_rows)
 
 
 def _parquet_batches(path: Path) -> tuple[list[str], Iterator[pa.RecordBatch]]:
