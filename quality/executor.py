@@ -6,6 +6,9 @@ repeated value, and a rule's failing rows are reported by their key (the dataset
 """
 from __future__ import annotations
 
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,33 +138,54 @@ def run_rules(rules: list[Rule], table: pa.Table, sources: dict[int, pa.Table | 
 # Rules that compare rows with each other (or with another dataset) need their columns whole; every other rule
 # judges one row at a time and runs row group by row group, so a 10M-row snapshot is never in memory at once.
 WHOLE_COLUMN_KINDS = {"unique", "compound_unique", "consistency"}
+STREAM_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
 def run_rules_streaming(rules: list[Rule], parquet: pq.ParquetFile,
                         sources: dict[int, pa.Table | None] | None = None) -> list[RuleOutcome]:
     """The same outcomes as `run_rules` on the whole table, reading row-local rules' columns a row group at a time
-    and the cross-row rules' columns (usually the key alone) whole."""
+    and the cross-row rules' columns (usually the key alone) whole.
+
+    Row groups are read in order on this thread and checked on a small thread pool (pyarrow.compute and numpy
+    release the GIL), while the cross-row rules run beside them; at most a few groups are in memory at once.
+    """
     sources = sources or {}
     local = [r for r in rules if r.kind not in WHOLE_COLUMN_KINDS]
     whole = [r for r in rules if r.kind in WHOLE_COLUMN_KINDS]
     judged = {r.id: 0 for r in local}
     failing: dict[str, list[np.ndarray]] = {r.id: [] for r in local}
     local_columns = sorted({c for r in local for c in r.columns})
-    offset = 0
-    if local_columns:
-        for group in range(parquet.num_row_groups):
-            batch = parquet.read_row_group(group, columns=local_columns)
-            for rule in local:
-                outcome = evaluate(rule, batch)
-                judged[rule.id] += outcome.evaluated
-                if outcome.failing.size:
-                    failing[rule.id].append(outcome.failing + offset)
-            offset += batch.num_rows
-    outcomes = {r.id: RuleOutcome(r, judged[r.id], np.concatenate(failing[r.id]) if failing[r.id]
-                                  else np.empty(0, dtype=np.int64)) for r in local}
-    if whole:
-        table = parquet.read(columns=sorted({c for r in whole for c in r.columns}))
-        for rule in whole:
-            outcomes[rule.id] = (evaluate_consistency(rule, table, sources.get(rule.params["source_dataset_id"]))
-                                 if rule.kind == "consistency" else evaluate(rule, table))
+
+    def check_group(batch: pa.Table, offset: int) -> list[tuple[str, int, np.ndarray]]:
+        return [(o.rule.id, o.evaluated, o.failing + offset) for o in (evaluate(r, batch) for r in local)]
+
+    def collect(results: list[tuple[str, int, np.ndarray]]) -> None:
+        for rule_id, evaluated, rows in results:
+            judged[rule_id] += evaluated
+            if rows.size:
+                failing[rule_id].append(rows)
+
+    whole_futures = {}
+    with ThreadPoolExecutor(max_workers=STREAM_WORKERS) as pool:
+        if whole:
+            table = parquet.read(columns=sorted({c for r in whole for c in r.columns}))
+            for rule in whole:
+                whole_futures[rule.id] = (
+                    pool.submit(evaluate_consistency, rule, table, sources.get(rule.params["source_dataset_id"]))
+                    if rule.kind == "consistency" else pool.submit(evaluate, rule, table))
+        pending: deque = deque()
+        offset = 0
+        if local_columns:
+            for group in range(parquet.num_row_groups):
+                batch = parquet.read_row_group(group, columns=local_columns)
+                pending.append(pool.submit(check_group, batch, offset))
+                offset += batch.num_rows
+                while len(pending) > STREAM_WORKERS:
+                    collect(pending.popleft().result())  # in submission order: row numbers stay ascending
+            while pending:
+                collect(pending.popleft().result())
+        outcomes = {rule_id: future.result() for rule_id, future in whole_futures.items()}
+    for r in local:
+        outcomes[r.id] = RuleOutcome(r, judged[r.id], np.concatenate(failing[r.id]) if failing[r.id]
+                                     else np.empty(0, dtype=np.int64))
     return [outcomes[r.id] for r in rules]
