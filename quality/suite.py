@@ -51,7 +51,8 @@ def generate_rules(dataset: Dataset) -> list[Rule]:
                 rules.append(Rule(f"regex:{item.code}", "regex", CONFORMITY, (item.code,),
                                   f"{label}须符合数据元「{el.name}」的格式 {el.pattern}", el.identifier,
                                   {"pattern": el.pattern}))
-            if el.min_length is not None or el.max_length is not None:
+            # A code list already fixes the possible values, and with them their lengths.
+            if (el.min_length is not None or el.max_length is not None) and not el.code_list:
                 rules.append(Rule(f"length:{item.code}", "length", CONFORMITY, (item.code,),
                                   f"{label}长度须在 {el.min_length or 0}–{el.max_length or '∞'} 之间", el.identifier,
                                   {"min": el.min_length, "max": el.max_length}))
