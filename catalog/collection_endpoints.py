@@ -5,7 +5,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Request, Response, UploadFile
+from fastapi import APIRouter, File, Response, UploadFile
 from sqlalchemy import select
 
 from catalog import collection, service
@@ -51,9 +51,9 @@ def run_out(run: CollectionRun, versions: dict[int, int], names: dict[int, str])
                             finished_at=run.finished_at)
 
 
-def _collect(session, settings, principal, code: str, delivery: Delivery, response: Response) -> CollectionOut:
-    dataset = service.find_dataset(session, code)
-    collection.check_deliver(principal, dataset)  # refusals are not recorded as runs
+def _collect(session, settings, principal, dataset, delivery: Delivery, response: Response) -> CollectionOut:
+    """The caller has found the dataset and checked the caller may deliver (refusals are not recorded as runs)."""
+    code = dataset.code
     storage = storage_for(settings.resolved_storage_root())
     try:
         result = collection.deliver(session, storage, principal, dataset, delivery,
@@ -81,7 +81,7 @@ def _collect(session, settings, principal, code: str, delivery: Delivery, respon
              summary="上传文件归集（CSV/XLSX/JSON Lines/Parquet），发布为新的 Parquet 版本",
              description="内容与最新版本完全相同时不产生新版本（200, status=unchanged）。任何错误都不会发布任何内容。",
              responses={**WRITE_ERRORS, 200: {"model": CollectionOut, "description": "identical to the latest version"}})
-def upload(code: DatasetCodePath, request: Request, response: Response, session: SessionDep,
+def upload(code: DatasetCodePath, response: Response, session: SessionDep,
            principal: PrincipalDep, settings: SettingsDep,
            file: Annotated[UploadFile, File(description="数据文件")]) -> CollectionOut:
     name = Path(file.filename or "upload").name
@@ -97,7 +97,7 @@ def upload(code: DatasetCodePath, request: Request, response: Response, session:
                 if copied > settings.max_upload_bytes:
                     raise DeliveryTooLarge(f"文件超过上限 {settings.max_upload_bytes:,} 字节")
                 out.write(chunk)
-        return _collect(session, settings, principal, code,
+        return _collect(session, settings, principal, dataset,
                         Delivery(kind="upload", name=name, path=path, file_format=fmt), response)
 
 
@@ -110,7 +110,7 @@ def pull_sql(code: DatasetCodePath, body: SqlPullIn, response: Response, session
     collection.check_deliver(principal, dataset)
     delivery = Delivery(kind="sql", name=collection.describe_sql_source(body.url), sql_url=body.url,
                         sql_query=body.query, file_format="sql")
-    return _collect(session, settings, principal, code, delivery, response)
+    return _collect(session, settings, principal, dataset, delivery, response)
 
 
 @router.get("/datasets/{code}/versions", response_model=Page[DatasetVersionOut], summary="资源的已发布版本（新→旧）",

@@ -27,10 +27,16 @@ router = APIRouter(prefix="/api/v1", tags=["tickets"], responses={k: ERRORS[k] f
 TicketId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-def ticket_out(session, principal, t: ProblemTicket) -> TicketOut:
+def _names(session) -> tuple[dict[int, str], dict[int, str]]:
+    """Department and user names, read once per request rather than once per ticket."""
+    return (dict(session.execute(select(Department.id, Department.name)).all()),
+            dict(session.execute(select(User.id, User.username)).all()))
+
+
+def ticket_out(session, principal, t: ProblemTicket, names: tuple[dict[int, str], dict[int, str]] | None = None
+               ) -> TicketOut:
     dataset = session.get(Dataset, t.dataset_id)
-    depts = dict(session.execute(select(Department.id, Department.name)).all())
-    users = dict(session.execute(select(User.id, User.username)).all())
+    depts, users = names or _names(session)
     version = session.get(DatasetVersion, t.latest_version_id).version if t.latest_version_id else None
     roles = tickets.roles_on(principal, t) if principal else set()
     allowed = [to for to, who in tickets.TRANSITIONS.get(t.status, {}).items() if who & roles]
@@ -70,8 +76,9 @@ def list_tickets(session: SessionDep, principal: PrincipalDep, page: PageNo = 1,
     if overdue is not None:
         rows = [t for t in rows if tickets.is_overdue(t) == overdue]
     chunk = rows[(page - 1) * page_size: page * page_size]
+    names = _names(session)
     return Page[TicketOut](total=len(rows), page=page, page_size=page_size,
-                           items=[ticket_out(session, p, t) for t in chunk])
+                           items=[ticket_out(session, p, t, names) for t in chunk])
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketOut, summary="工单详情与处理记录")
