@@ -11,6 +11,10 @@ from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from catalog import collection_endpoints, endpoints
 from quality import endpoints as quality_endpoints
 from quality import ticket_endpoints
+from sharing import endpoints as sharing_endpoints
+from sharing import gateway_endpoints
+from sharing.gateway import GatewayRuntime, retry_headers
+from catalog.storage import storage_for
 from catalog.db import Database
 from catalog.errors import DomainError
 from catalog.search import CatalogSearch, backend_for
@@ -33,6 +37,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        app.state.gateway.close()
         if database is None:
             db.dispose()
 
@@ -45,12 +50,18 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(quality_endpoints.router)
     app.include_router(ticket_endpoints.router)
     app.include_router(quality_endpoints.html_router)
+    app.include_router(sharing_endpoints.router)
+    app.include_router(gateway_endpoints.gateway)
+    app.include_router(gateway_endpoints.portal)
+    app.state.gateway = GatewayRuntime(db, settings, storage_for(settings.resolved_storage_root()))
 
     @app.exception_handler(DomainError)
     async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
-        headers = None
+        headers = retry_headers(exc)
         if exc.status_code == 401:
-            headers = {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc.error}"'}
+            headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        elif exc.error == "insufficient_scope":
+            headers["WWW-Authenticate"] = 'Bearer error="insufficient_scope"'
         return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

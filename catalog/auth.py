@@ -32,6 +32,11 @@ class Principal:
     def is_steward(self) -> bool:
         return self.has(Role.steward)
 
+    @property
+    def is_external(self) -> bool:
+        """An outside user: sees what the public sees, plus its own 开放申请 and grants."""
+        return self.has(Role.public)
+
     @classmethod
     def of(cls, user: User) -> Principal:
         return cls(user.id, user.username, user.display_name, user.department_id, user.department.code,

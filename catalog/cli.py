@@ -325,6 +325,8 @@ def _write_corrected_deliveries(data_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for code, (filename, rows) in DELIVERIES.items():
+        if rows(corrected=True) == rows():
+            continue  # a delivery without deliberate problems has nothing to correct
         path = out_dir / filename.replace(".csv", "-修正.csv")
         path.write_bytes(csv_bytes(rows(corrected=True)))
         paths[code] = path

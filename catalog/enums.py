@@ -9,6 +9,7 @@ class Role(str, Enum):
     consumer = "consumer"  # requests access to other departments' data
     steward = "steward"  # 大数据局: keeps the catalog, may act on every department's datasets
     admin = "admin"  # manages departments and users
+    public = "public"  # a registered outside user (社会公众): open data and 开放申请 only, never the government catalog
 
 
 class Category(str, Enum):

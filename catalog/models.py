@@ -108,6 +108,7 @@ class User(Base):
     department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
     roles: Mapped[list[str]] = mapped_column(JSON, default=list)
     password_hash: Mapped[str | None] = mapped_column(String(255))
+    contact: Mapped[str | None] = mapped_column(String(200))  # outside users (社会用户) give a phone or e-mail
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

@@ -16,7 +16,7 @@ def require_principal(principal: Principal | None) -> Principal:
 def can_see_dataset(principal: Principal | None, dataset: Dataset) -> bool:
     if dataset.status == DatasetStatus.withdrawn:
         return principal is not None and (principal.is_steward or principal.department_id == dataset.department_id)
-    if principal is None:
+    if principal is None or principal.is_external:
         # The public sees the open catalog only (无条件开放 / 受限开放).
         return dataset.open_type in (OpenType.unconditional, OpenType.restricted)
     return True
@@ -63,6 +63,13 @@ def check_manage_departments(principal: Principal | None) -> Principal:
     return p
 
 
+def require_government(principal: Principal | None) -> Principal:
+    p = require_principal(principal)
+    if p.is_external:
+        raise PermissionDenied("该功能仅向政务部门用户开放")
+    return p
+
+
 def check_read_catalog(principal: Principal | None) -> Principal:
     """Departments, standards and indicators are for government users."""
-    return require_principal(principal)
+    return require_government(principal)

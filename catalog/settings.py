@@ -25,6 +25,20 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 4 * 1024**3
     # Search result cache entries per process (0 disables it).
     search_cache_size: int = 512
+    # Sharing gateway. Rate-limit counters live here: memory:// is per process (the embedded demo runs one worker);
+    # with several workers use the shared redis://127.0.0.1:6379.
+    rate_limit_storage: str = "memory://"
+    gateway_default_requests_per_minute: int = 600
+    gateway_default_rows_per_day: int = 100_000
+    # Largest page a JSON or CSV call returns; Arrow and Parquet return up to the response-size ceiling.
+    gateway_max_page_rows: int = 1000
+    gateway_max_response_bytes: int = 256 * 1024**2
+    # Published versions kept decoded in memory per worker, in bytes.
+    gateway_table_cache_bytes: int = 2 * 1024**3
+    # Objection marks (异议标注) are re-read from the tickets at most this often, in seconds.
+    gateway_objection_refresh_seconds: float = 30.0
+    # Anonymous downloads from the open-data portal, per client address.
+    open_rate_limit: str = "30/minute"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -118,8 +118,21 @@ def insurance(corrected: bool = False) -> list[dict]:
     return rows
 
 
+def stations(corrected: bool = False) -> list[dict]:
+    """生态环境局's 空气质量监测站点信息: 无条件开放, so the open-data portal has something to download."""
+    rng = random.Random(11)
+    districts = [("110101", "东城区"), ("110102", "西城区"), ("110105", "朝阳区"), ("110106", "丰台区")]
+    rows = []
+    for i in range(40):
+        code, name = districts[i % len(districts)]
+        rows.append({"jczdbm": f"{1001 + i}", "jczdmc": f"{name}第{i // 4 + 1}监测站", "zdlxdm": rng.choice("123"),
+                     "dz": f"示范市{name}环保路{i + 1}号", "xzqhdm": code, "jd": f"{116.3 + rng.random() / 5:.6f}",
+                     "wd": f"{39.85 + rng.random() / 5:.6f}"})
+    return rows
+
+
 DELIVERIES = {"GAJ-00001": ("人口基本信息.csv", population), "SCJG-00001": ("企业登记基本信息.csv", enterprises),
-              "RSJ-00001": ("社会保险参保信息.csv", insurance)}
+              "RSJ-00001": ("社会保险参保信息.csv", insurance), "STHJ-00001": ("空气质量监测站点信息.csv", stations)}
 
 
 def csv_bytes(rows: list[dict], encoding: str = "utf-8") -> bytes:

@@ -17,7 +17,7 @@ def delivered(db, settings):
     with db.session() as s:
         users = {u.username: u for u in s.execute(select(User)).scalars()}
         assert deliver_demo_data(s, Storage(settings.resolved_storage_root()), users) == [
-            "GAJ-00001", "SCJG-00001", "RSJ-00001"]
+            "GAJ-00001", "SCJG-00001", "RSJ-00001", "STHJ-00001"]
 
 
 def _active(client, token, code):

@@ -6,6 +6,7 @@ from alembic import context
 from catalog.db import make_engine
 from catalog.models import Base
 import quality.models  # noqa: F401 - registers the quality tables on Base.metadata
+import sharing.models  # noqa: F401 - registers the sharing tables
 from catalog.settings import get_settings
 
 config = context.config

@@ -1,0 +1,421 @@
+"""The sharing gateway's runtime: credential check, scope, quotas, serving rows, audit (one per call).
+
+Per worker it keeps decoded versions (immutable, so safe to cache), each grant's scope over a version (row filter,
+granted columns, masking and objection marks applied once) and recent client views (filter + sort). A call then only
+slices and serialises. Identity comes from the credential alone; the credential, the grant's state and the dataset's
+latest version are read from the database on every call, so revocation and expiry act on the very next call.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from limits import RateLimitItemPerDay, RateLimitItemPerMinute, parse
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+from sqlalchemy import select
+
+from catalog.db import Database
+from catalog.errors import DomainError, NotAuthenticated, NotFound
+from catalog.models import Dataset, DatasetVersion, utcnow
+from catalog.security import hash_token
+from catalog.settings import Settings
+from catalog.storage import Storage
+from quality.models import ProblemTicket, QualityRun
+from quality.tickets import ACTIVE
+from sharing.audit import AuditWriter
+from sharing.engine import (
+    OBJECTION_COLUMN,
+    POSITION_COLUMN,
+    ColumnSpec,
+    GatewayInputError,
+    ScopeError,
+    arrow_stream_chunks,
+    bind_conditions,
+    build_scope,
+    decode_cursor,
+    encode_cursor,
+    make_view,
+    output_table,
+    page_json,
+    parse_conditions,
+    parse_filter_params,
+    parse_sort,
+    to_csv,
+    to_expression,
+    to_parquet,
+)
+from sharing.models import Grant, GrantCredential
+from sharing.policy import column_specs
+
+FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
+           "arrow": "application/vnd.apache.arrow.stream", "parquet": "application/vnd.apache.parquet"}
+DEFAULT_PAGE_ROWS = 100
+
+
+class TooManyRequests(DomainError):
+    status_code = 429
+    error = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int, **extra: Any):
+        super().__init__(message, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
+
+
+class Gone(DomainError):
+    status_code = 409
+    error = "not_collected"
+
+
+class LruCache:
+    """A small thread-safe LRU bounded by the summed `cost` of its values."""
+
+    def __init__(self, capacity: float):
+        self.capacity = capacity
+        self.used = 0.0
+        self.items: OrderedDict[Hashable, tuple[Any, float]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        with self.lock:
+            hit = self.items.get(key)
+            if hit is None:
+                return None
+            self.items.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: Hashable, value: Any, cost: float) -> Any:
+        with self.lock:
+            old = self.items.pop(key, None)
+            if old is not None:
+                self.used -= old[1]
+            self.items[key] = (value, cost)
+            self.used += cost
+            while self.used > self.capacity and len(self.items) > 1:
+                _, (_, c) = self.items.popitem(last=False)
+                self.used -= c
+            return value
+
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+            self.used = 0
+
+
+@dataclass
+class Caller:
+    """Who is calling, established from the credential alone."""
+
+    credential_id: int
+    grant_id: int
+    grant_kind: str
+    grantee_user_id: int
+    consumer_department_id: int
+    provider_department_id: int
+    dataset_id: int
+    dataset_code: str
+    latest_version: int | None
+    fields: list[str]
+    row_filter: list[dict[str, Any]]
+    unmasked: list[str]
+    requests_per_minute: int
+    rows_per_day: int
+
+
+@dataclass
+class Scope:
+    table: pa.Table  # granted columns (masked) + objection marks + positions, rows already filtered by the grant
+    specs: list[ColumnSpec]
+    item_objections: dict[str, list[int]]  # item → open ticket ids that dispute the item as a whole
+    built_at: float
+    views: dict[Hashable, pa.Table] = field(default_factory=dict)
+
+    @property
+    def masked(self) -> dict[str, str]:
+        return {s.code: s.mask for s in self.specs if s.mask}
+
+
+@dataclass
+class Page:
+    body: bytes | Iterator[bytes]
+    media_type: str
+    headers: dict[str, str]
+    rows: int
+    bytes: int
+
+
+class GatewayRuntime:
+    def __init__(self, db: Database, settings: Settings, storage: Storage):
+        self.db = db
+        self.settings = settings
+        self.storage = storage
+        self.tables = LruCache(settings.gateway_table_cache_bytes)
+        self.scopes = LruCache(64)
+        self.audit = AuditWriter(db)
+        self.limiter = FixedWindowRateLimiter(storage_from_string(settings.rate_limit_storage))
+        self.open_limit = parse(settings.open_rate_limit)
+        self.cursor_secret = hashlib.sha256(b"gateway-cursor:" + settings.secret_key.encode()).digest()
+        self._build_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.audit.close()
+
+    # --- identity --------------------------------------------------------------------------------------------------
+
+    def authenticate(self, raw: str | None) -> Caller:
+        if not raw:
+            raise NotAuthenticated("需要调用凭证：Authorization: Bearer odg_…")
+        token = raw.strip()
+        if not token.startswith("odg_") or len(token) > 200:
+            raise NotAuthenticated("调用凭证无效")
+        digest = hash_token(self.settings.secret_key, token)
+        with self.db.engine.connect() as conn:
+            row = conn.execute(
+                select(GrantCredential.id, GrantCredential.revoked_at, Grant.id, Grant.kind, Grant.status,
+                       Grant.valid_until, Grant.grantee_user_id, Grant.consumer_department_id,
+                       Grant.provider_department_id, Grant.dataset_id, Grant.fields, Grant.row_filter,
+                       Grant.unmasked_fields, Grant.requests_per_minute, Grant.rows_per_day, Dataset.code,
+                       Dataset.status, Dataset.latest_version)
+                .join(Grant, Grant.id == GrantCredential.grant_id).join(Dataset, Dataset.id == Grant.dataset_id)
+                .where(GrantCredential.token_hash == digest)).first()
+        if row is None:
+            raise NotAuthenticated("调用凭证无效")
+        (cred_id, cred_revoked, grant_id, kind, status, valid_until, grantee, consumer, provider, dataset_id, fields,
+         row_filter, unmasked, rpm, rows_per_day, code, dataset_status, latest) = row
+        if cred_revoked is not None:
+            raise NotAuthenticated("调用凭证已吊销", grant_id=grant_id)
+        if status == "revoked":
+            raise NotAuthenticated("授权已吊销", grant_id=grant_id)
+        if valid_until <= utcnow():
+            raise NotAuthenticated("授权已过期", grant_id=grant_id)
+        if str(getattr(dataset_status, "value", dataset_status)) != "published":
+            raise NotFound(f"资源 {code} 不存在")
+        return Caller(cred_id, grant_id, kind, grantee, consumer, provider, dataset_id, code, latest, list(fields),
+                      list(row_filter or []), list(unmasked or []), rpm, rows_per_day)
+
+    # --- quotas ----------------------------------------------------------------------------------------------------
+
+    def check_rate(self, grant_id: int, per_minute: int) -> None:
+        item = RateLimitItemPerMinute(per_minute)
+        if not self.limiter.hit(item, "grant", str(grant_id)):
+            reset, _ = self.limiter.get_window_stats(item, "grant", str(grant_id))
+            wait = max(1, int(reset - time.time()) + 1)
+            raise TooManyRequests(f"调用频率超过授权的每分钟 {per_minute} 次，请 {wait} 秒后再试", wait)
+
+    def rows_left_today(self, grant_id: int, rows_per_day: int) -> tuple[int, int]:
+        item = RateLimitItemPerDay(rows_per_day)
+        reset, remaining = self.limiter.get_window_stats(item, "grant-rows", str(grant_id))
+        return remaining, max(1, int(reset - time.time()) + 1)
+
+    def spend_rows(self, grant_id: int, rows_per_day: int, rows: int) -> None:
+        if rows > 0:
+            self.limiter.hit(RateLimitItemPerDay(rows_per_day), "grant-rows", str(grant_id), cost=rows)
+
+    def check_open_rate(self, client: str) -> None:
+        if not self.limiter.hit(self.open_limit, "open", client):
+            reset, _ = self.limiter.get_window_stats(self.open_limit, "open", client)
+            wait = max(1, int(reset - time.time()) + 1)
+            raise TooManyRequests(f"下载过于频繁（{self.settings.open_rate_limit}），请 {wait} 秒后再试", wait)
+
+    # --- data --------------------------------------------------------------------------------------------------------
+
+    def version_table(self, dataset_id: int, version: int) -> pa.Table:
+        key = (dataset_id, version)
+        table = self.tables.get(key)
+        if table is not None:
+            return table
+        with self.db.sessionmaker() as session:
+            path = session.execute(select(DatasetVersion.path).where(
+                DatasetVersion.dataset_id == dataset_id, DatasetVersion.version == version)).scalar_one_or_none()
+        if path is None:
+            raise NotFound(f"版本 {version} 不存在")
+        with self.storage.open(path, "rb") as fh:
+            table = pq.read_table(fh).combine_chunks()
+        return self.tables.put(key, table, table.nbytes)
+
+    def scope(self, scope_key: Hashable, dataset_id: int, version: int,
+              specs_for: Callable[[list], list[ColumnSpec]], row_filter: list[dict[str, Any]]) -> Scope:
+        scope = self.scopes.get(scope_key)
+        if scope is not None and time.monotonic() - scope.built_at < self.settings.gateway_objection_refresh_seconds:
+            return scope
+        with self._build_lock:  # one build at a time per worker: concurrent first calls would each filter the table
+            scope = self.scopes.get(scope_key)
+            if scope is not None and time.monotonic() - scope.built_at < self.settings.gateway_objection_refresh_seconds:
+                return scope
+            table = self.version_table(dataset_id, version)
+            with self.db.sessionmaker() as session:
+                dataset = session.get(Dataset, dataset_id)
+                specs = specs_for(list(dataset.items))
+                row_marks, item_marks = self._objections(session, dataset, version, {s.code for s in specs})
+            conds = bind_conditions(parse_conditions(row_filter), table.schema, allowed=None)
+            scoped = build_scope(table, specs, to_expression(conds), row_marks)
+            return self.scopes.put(scope_key, Scope(scoped, specs, item_marks, time.monotonic()), 1)
+
+    def _objections(self, session, dataset: Dataset, version: int,  # noqa: ANN001
+                    granted: set[str]) -> tuple[dict[str, np.ndarray], dict[str, list[int]]]:
+        """Open problem tickets on granted items: rows failing the rule on this version, or the item as a whole."""
+        tickets = session.execute(select(ProblemTicket).where(
+            ProblemTicket.dataset_id == dataset.id, ProblemTicket.status.in_(ACTIVE),
+            ProblemTicket.item_code.in_(granted))).scalars().all()
+        rows: dict[str, list[np.ndarray]] = {}
+        items: dict[str, list[int]] = {}
+        for ticket in tickets:
+            positions = self._ticket_rows(session, ticket, dataset, version)
+            if positions is None:
+                items.setdefault(ticket.item_code, []).append(ticket.id)
+            else:
+                rows.setdefault(ticket.item_code, []).append(positions)
+        return {code: np.unique(np.concatenate(parts)) for code, parts in rows.items()}, items
+
+    def _ticket_rows(self, session, ticket: ProblemTicket, dataset: Dataset, version: int) -> np.ndarray | None:  # noqa: ANN001
+        if ticket.origin != "quality" or ticket.latest_run_id is None:
+            return None  # a report (数据异议) names an item, not rows
+        run = session.get(QualityRun, ticket.latest_run_id)
+        served = session.execute(select(DatasetVersion.id).where(
+            DatasetVersion.dataset_id == dataset.id, DatasetVersion.version == version)).scalar_one_or_none()
+        if run is None or run.version_id != served or not run.failing_keys_path:
+            return None  # the failing rows were found on another version: mark the item, not row positions
+        with self.storage.open(run.failing_keys_path, "rb") as fh:
+            found = pq.read_table(fh, filters=[("rule_id", "=", ticket.rule_id)], columns=["row"])
+        return found.column("row").to_numpy().astype(np.int64)
+
+    # --- serving ---------------------------------------------------------------------------------------------------
+
+    def serve(self, scope: Scope, *, scope_id: Hashable, version: int, fmt: str, columns: str | None,
+              filters: list[str], sort: str | None, limit: int | None, cursor: str | None,
+              rows_left: int | None, meta: dict[str, Any], paged: tuple[str, ...] = ("json", "csv"),
+              csv_bom: bool = False) -> Page:
+        if fmt not in FORMATS:
+            raise GatewayInputError(f"format 只能是 {', '.join(FORMATS)}，收到 {fmt!r}")
+        granted = [s.code for s in scope.specs]
+        masked = scope.masked
+        selected = self._columns(columns, granted)
+        conds = bind_conditions(parse_filter_params(filters), scope.table.schema, allowed=granted,
+                                refused=list(masked))
+        sort_keys = parse_sort(sort)
+        for name, _ in sort_keys:
+            if name not in granted:
+                raise ScopeError(f"未授权字段 {name} 不能用于排序")
+            if name in masked:
+                raise ScopeError(f"脱敏字段 {name} 不能用于排序（排序会泄露被隐藏的部分）")
+        fingerprint = hashlib.sha256(orjson.dumps([scope_id, version, filters, sort_keys, selected])).hexdigest()[:16]
+        offset = 0
+        if cursor:
+            payload = decode_cursor(self.cursor_secret, cursor)
+            if payload.get("f") != fingerprint or payload.get("v") != version:
+                raise GatewayInputError("游标与本次查询的版本、筛选、排序或字段不一致：请用首次查询的同样参数继续翻页")
+            offset = payload["o"]
+        view_key = (fingerprint,)
+        view = scope.views.get(view_key)
+        if view is None:
+            view = make_view(scope.table, conds, sort_keys)
+            if len(scope.views) > 32:
+                scope.views.pop(next(iter(scope.views)))
+            scope.views[view_key] = view
+        total = view.num_rows
+        ceiling = self.settings.gateway_max_page_rows
+        if fmt in paged:
+            if limit is not None and not 1 <= limit <= ceiling:
+                raise GatewayInputError(f"limit 应在 1 到 {ceiling} 之间（收到 {limit}）；更多数据请用 cursor 翻页或 "
+                                        "format=arrow / parquet")
+            count = limit or DEFAULT_PAGE_ROWS
+        else:
+            if limit is not None and limit < 1:
+                raise GatewayInputError(f"limit 应为正整数（收到 {limit}）")
+            count = limit or total
+        if rows_left is not None:
+            count = min(count, rows_left)
+        count = max(0, min(count, total - offset))
+        if count and fmt not in paged:
+            # The response-size ceiling: trim to it and hand back a cursor for the rest.
+            per_row = max(1.0, view.nbytes / max(1, total))
+            count = max(1, min(count, int(self.settings.gateway_max_response_bytes / per_row)))
+        part = view.slice(offset, count)
+        out = output_table(part.select([*selected, OBJECTION_COLUMN, POSITION_COLUMN]))
+        end = offset + count
+        next_cursor = (encode_cursor(self.cursor_secret, {"v": version, "f": fingerprint, "o": end})
+                       if end < total else None)
+        headers = {"X-Total-Count": str(total), "X-Dataset-Version": str(version)}
+        if next_cursor:
+            headers["X-Next-Cursor"] = next_cursor
+        if scope.item_objections:
+            headers["X-Objection-Items"] = ",".join(sorted(scope.item_objections))
+        if fmt == "json":
+            body = page_json(out, {**meta, "version": version, "columns": selected,
+                                   "masked": {c: masked[c] for c in selected if c in masked},
+                                   "objections": {c: ids for c, ids in scope.item_objections.items() if c in selected},
+                                   "total": total, "offset": offset, "count": count, "next_cursor": next_cursor})
+            return Page(body, FORMATS[fmt], headers, count, len(body))
+        if fmt == "csv":
+            body = to_csv(out, bom=csv_bom)
+            return Page(body, FORMATS[fmt], headers, count, len(body))
+        if fmt == "parquet":
+            body = to_parquet(out)
+            return Page(body, FORMATS[fmt], headers, count, len(body))
+        chunks = list(arrow_stream_chunks(out))
+        return Page(iter(chunks), FORMATS[fmt], headers, count, sum(len(c) for c in chunks))
+
+    @staticmethod
+    def _columns(columns: str | None, granted: list[str]) -> list[str]:
+        if not columns:
+            return granted
+        wanted = [c.strip() for c in columns.split(",")]
+        if any(not c for c in wanted) or len(wanted) > len(granted) + 5:
+            raise GatewayInputError("columns 应为逗号分隔的数据项代码")
+        for c in wanted:
+            if c not in granted:
+                raise ScopeError(f"未授权字段 {c}：本授权只包含 {', '.join(granted)}")
+        return list(dict.fromkeys(wanted))
+
+    # --- helpers for the endpoints ---------------------------------------------------------------------------------
+
+    def grant_scope(self, caller: Caller, version: int, dataset_items_specs: Callable[[list], list[ColumnSpec]]
+                    ) -> Scope:
+        key = ("grant", caller.grant_id, version)
+        return self.scope(key, caller.dataset_id, version, dataset_items_specs, caller.row_filter)
+
+
+def grant_specs(caller: Caller) -> Callable[[list], list[ColumnSpec]]:
+    return lambda items: column_specs(items, caller.fields, caller.unmasked)
+
+
+def public_specs(items: list) -> list[ColumnSpec]:
+    ordered = sorted(items, key=lambda i: i.position)
+    return column_specs(ordered, [i.code for i in ordered], [])
+
+
+def audit_entry(caller: Caller | None, action: str, status: int, detail: dict[str, Any]) -> dict[str, Any]:
+    if caller is None:
+        return {"kind": "gateway", "action": action, "status": status, "detail": detail, "at": utcnow()}
+    return {"kind": "gateway" if caller.grant_kind == "share" else "open", "action": action, "status": status,
+            "actor_user_id": caller.grantee_user_id, "actor_department_id": caller.consumer_department_id,
+            "grant_id": caller.grant_id, "dataset_id": caller.dataset_id,
+            "provider_department_id": caller.provider_department_id,
+            "consumer_department_id": caller.consumer_department_id, "detail": detail, "at": utcnow()}
+
+
+def pinned_version(latest: int | None, version: int | None, code: str) -> int:
+    if latest is None:
+        raise Gone(f"资源 {code} 尚未归集，没有可提供的数据")
+    if version is None:
+        return latest
+    if not 1 <= version <= latest:
+        raise NotFound(f"资源 {code} 没有版本 {version}（最新为 {latest}）")
+    return version
+
+
+def retry_headers(exc: DomainError) -> dict[str, str]:
+    return {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else {}
+
+
+__all__ = ["GatewayRuntime", "Caller", "Scope", "Page", "TooManyRequests", "Gone", "grant_specs", "public_specs",
+           "audit_entry", "pinned_version", "retry_headers"]

@@ -1,0 +1,202 @@
+"""What consumer systems and the public call: the sharing gateway (`/gateway/v1`, grant credentials only) and the
+open-data portal (`/open/v1`, anonymous). Every call is audited, and its entry is durable before the answer leaves."""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import func, select
+
+from catalog.deps import SessionDep
+from catalog.endpoints import ERRORS, DatasetCodePath, PageNo, PageSize
+from catalog.enums import DatasetStatus, OpenType
+from catalog.errors import DomainError, NotFound, PermissionDenied
+from catalog.models import Dataset
+from catalog.permissions import can_see_dataset
+from sharing.engine import ScopeError
+from sharing.gateway import Caller, GatewayRuntime, Page, audit_entry, grant_specs, pinned_version, public_specs
+from sharing.policy import masked_by_default, mask_kind
+
+GATEWAY_ERRORS = {k: ERRORS[k] for k in (400, 401, 403, 404, 409)}
+GATEWAY_ERRORS[429] = {"model": ERRORS[400]["model"], "description": "quota or rate limit reached; see Retry-After"}
+gateway = APIRouter(prefix="/gateway/v1", tags=["gateway"], responses=GATEWAY_ERRORS)
+portal = APIRouter(prefix="/open/v1", tags=["open"], responses={k: ERRORS[k] for k in (400, 403, 404)})
+
+Format = Annotated[str, Query(pattern="^(json|csv|arrow|parquet)$", description="json | csv | arrow (IPC stream) | parquet")]
+Columns = Annotated[str | None, Query(max_length=2000, description="逗号分隔的字段（须在授权范围内）")]
+Filters = Annotated[list[str], Query(alias="filter", max_length=20,
+                                     description="字段:运算:值，可重复，全部同时满足；运算 eq ne lt le gt ge in(值以|分隔) prefix is_null not_null")]
+Sort = Annotated[str | None, Query(max_length=300, description="排序字段，逗号分隔，前缀 - 表示降序")]
+Limit = Annotated[int | None, Query(ge=-(2**62), le=2**62, description="本页行数；JSON/CSV 最多 1000")]
+Cursor = Annotated[str | None, Query(max_length=512, description="上一页返回的 next_cursor")]
+Version = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="固定版本；默认最新版本")]
+
+
+def _runtime(request: Request) -> GatewayRuntime:
+    return request.app.state.gateway
+
+
+def _response(page: Page) -> Response:
+    if isinstance(page.body, bytes):
+        return Response(page.body, media_type=page.media_type, headers=page.headers)
+    return StreamingResponse(page.body, media_type=page.media_type, headers=page.headers)
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value if scheme.lower() == "bearer" else ""
+
+
+def _call_detail(fmt: str, columns: str | None, filters: list[str], sort: str | None, limit: int | None,
+                 cursor: str | None, version: int | None) -> dict[str, Any]:
+    return {"format": fmt, "columns": columns, "filter": filters, "sort": sort, "limit": limit,
+            "cursor": bool(cursor), "version": version}
+
+
+@gateway.get("/datasets/{code}/rows", summary="按授权范围读取数据（字段、行筛选、脱敏、配额均在服务端执行）",
+             response_class=Response)
+async def read_rows(request: Request, code: DatasetCodePath, format: Format = "json", columns: Columns = None,
+                    filters: Filters = [], sort: Sort = None, limit: Limit = None, cursor: Cursor = None,  # noqa: B006
+                    version: Version = None) -> Response:
+    runtime = _runtime(request)
+    raw = _bearer(request)
+    detail = _call_detail(format, columns, filters, sort, limit, cursor, version) | {"dataset": code}
+    caller: Caller | None = None
+    try:
+        caller = runtime.authenticate(raw)
+        detail["credential_id"] = caller.credential_id
+        if caller.dataset_code != code:
+            _not_granted(request, code)
+        runtime.check_rate(caller.grant_id, caller.requests_per_minute)
+        pinned = pinned_version(caller.latest_version, version, code)
+        rows_left, reset = runtime.rows_left_today(caller.grant_id, caller.rows_per_day)
+        if rows_left <= 0:
+            from sharing.gateway import TooManyRequests
+            raise TooManyRequests(f"今日已读取授权的每日 {caller.rows_per_day} 行上限，请 {reset} 秒后再试", reset)
+        scope = runtime.scopes.get(("grant", caller.grant_id, pinned))
+        if scope is None:
+            scope = await run_in_threadpool(runtime.grant_scope, caller, pinned, grant_specs(caller))
+        else:
+            scope = runtime.grant_scope(caller, pinned, grant_specs(caller))
+        page = runtime.serve(scope, scope_id=("grant", caller.grant_id), version=pinned, fmt=format, columns=columns,
+                             filters=filters, sort=sort, limit=limit, cursor=cursor, rows_left=rows_left,
+                             meta={"dataset": code, "grant_id": caller.grant_id})
+        runtime.spend_rows(caller.grant_id, caller.rows_per_day, page.rows)
+    except DomainError as exc:
+        detail["error"] = exc.message
+        if caller is None and raw:
+            detail["credential_prefix"] = raw[:12]
+        await runtime.audit.write(audit_entry(caller, "rows", exc.status_code, detail))
+        raise
+    detail.update(rows=page.rows, bytes=page.bytes, version=pinned)
+    await runtime.audit.write(audit_entry(caller, "rows", 200, detail))
+    return _response(page)
+
+
+def _not_granted(request: Request, code: str) -> None:
+    """A dataset the credential does not cover: 403 if the consumer may see it in the catalog, else 404."""
+    db = request.app.state.db
+    with db.sessionmaker() as session:
+        dataset = session.execute(select(Dataset).where(Dataset.code == code)).unique().scalar_one_or_none()
+        visible = dataset is not None and dataset.status == DatasetStatus.published
+    if not visible:
+        raise NotFound(f"资源 {code} 不存在")
+    raise ScopeError(f"本凭证的授权不包含资源 {code}")
+
+
+@gateway.get("/grant", summary="本凭证的授权范围（字段、脱敏方式、筛选、有效期、配额）")
+async def my_grant(request: Request) -> dict[str, Any]:
+    runtime = _runtime(request)
+    caller = runtime.authenticate(_bearer(request))
+    with request.app.state.db.sessionmaker() as session:
+        dataset = session.get(Dataset, caller.dataset_id)
+        specs = grant_specs(caller)(list(dataset.items))
+    return {"grant_id": caller.grant_id, "dataset": caller.dataset_code, "latest_version": caller.latest_version,
+            "fields": caller.fields, "masked": {s.code: s.mask for s in specs if s.mask},
+            "row_filter": caller.row_filter, "requests_per_minute": caller.requests_per_minute,
+            "rows_per_day": caller.rows_per_day}
+
+
+# ---------------------------------------------------------------- open-data portal
+def _open_dataset(session, code: str) -> Dataset:  # noqa: ANN001
+    dataset = session.execute(select(Dataset).where(Dataset.code == code)).unique().scalar_one_or_none()
+    if dataset is None or not can_see_dataset(None, dataset):
+        raise NotFound(f"资源 {code} 不存在")
+    return dataset
+
+
+def _portal_entry(dataset: Dataset) -> dict[str, Any]:
+    items = sorted(dataset.items, key=lambda i: i.position)
+    return {
+        "code": dataset.code, "name": dataset.name, "summary": dataset.summary, "department": dataset.department.name,
+        "open_type": dataset.open_type.value, "open_condition": dataset.open_condition,
+        "update_cycle": dataset.update_cycle.value, "latest_version": dataset.latest_version,
+        "row_count": dataset.row_count,
+        "items": [{"code": i.code, "name": i.name, "data_type": i.data_type.value,
+                   "masked": mask_kind(i) if masked_by_default(i) else None} for i in items],
+        "download": ({fmt: f"/open/v1/datasets/{dataset.code}/download?format={fmt}" for fmt in ("csv", "json", "parquet")}
+                     if dataset.open_type == OpenType.unconditional and dataset.latest_version else None),
+        "how_to_apply": ("注册社会用户后提交开放申请：POST /api/v1/share-requests"
+                         if dataset.open_type == OpenType.restricted else None),
+    }
+
+
+@portal.get("/datasets", summary="开放数据目录（无条件开放与受限开放）")
+def open_datasets(session: SessionDep, page: PageNo = 1, page_size: PageSize = 20,
+                  open_type: Annotated[str | None, Query(pattern="^(无条件开放|受限开放)$")] = None) -> dict[str, Any]:
+    types = [OpenType(open_type)] if open_type else [OpenType.unconditional, OpenType.restricted]
+    query = select(Dataset).where(Dataset.status == DatasetStatus.published, Dataset.open_type.in_(types))
+    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    rows = session.execute(query.order_by(Dataset.code).offset((page - 1) * page_size).limit(page_size)
+                           ).unique().scalars().all()
+    return {"total": total, "page": page, "page_size": page_size, "items": [_portal_entry(d) for d in rows]}
+
+
+@portal.get("/datasets/{code}", summary="开放数据详情")
+def open_dataset(code: DatasetCodePath, session: SessionDep) -> dict[str, Any]:
+    return _portal_entry(_open_dataset(session, code))
+
+
+@portal.get("/datasets/{code}/download", summary="下载无条件开放数据（CSV / JSON / Parquet；按客户端限速）",
+            response_class=Response)
+async def download(request: Request, code: DatasetCodePath,
+                   format: Annotated[str, Query(pattern="^(csv|json|parquet)$")] = "csv", limit: Limit = None,
+                   cursor: Cursor = None, version: Version = None) -> Response:
+    runtime = _runtime(request)
+    client = request.client.host if request.client else "unknown"
+    detail: dict[str, Any] = {"dataset": code, "format": format, "client": client, "version": version}
+    dataset_id = provider = None
+    try:
+        runtime.check_open_rate(client)
+        with request.app.state.db.sessionmaker() as session:
+            dataset = _open_dataset(session, code)
+            dataset_id, provider, latest = dataset.id, dataset.department_id, dataset.latest_version
+            if dataset.open_type != OpenType.unconditional:
+                raise PermissionDenied(f"资源 {code} 为受限开放：请注册社会用户并提交开放申请，获批后凭授权调用")
+        pinned = pinned_version(latest, version, code)
+        key = ("open", dataset_id, pinned)
+        scope = await run_in_threadpool(runtime.scope, key, dataset_id, pinned, public_specs, [])
+        page = runtime.serve(scope, scope_id=key, version=pinned, fmt=format, columns=None, filters=[], sort=None,
+                             limit=limit, cursor=cursor, rows_left=None, meta={"dataset": code},
+                             paged=("json",), csv_bom=True)
+    except DomainError as exc:
+        detail["error"] = exc.message
+        await runtime.audit.write(_open_entry(dataset_id, provider, exc.status_code, detail))
+        raise
+    detail.update(rows=page.rows, bytes=page.bytes, version=pinned)
+    await runtime.audit.write(_open_entry(dataset_id, provider, 200, detail))
+    response = _response(page)
+    if format != "json":
+        response.headers["Content-Disposition"] = f'attachment; filename="{code}-v{pinned}.{format}"'
+    return response
+
+
+def _open_entry(dataset_id: int | None, provider: int | None, status: int, detail: dict[str, Any]) -> dict[str, Any]:
+    from catalog.models import utcnow
+    return {"kind": "open", "action": "download", "status": status, "dataset_id": dataset_id,
+            "provider_department_id": provider, "detail": detail, "at": utcnow()}
