@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import logging
 import math
+import numbers
 import operator
 import os
 import queue
@@ -52,14 +53,16 @@ _INT64 = (-(2**63), 2**63 - 1)  # what orjson can serialise
 _LOG = AuditEntry.__table__
 _HEAD = AuditHead.__table__
 _UTC = dt.timezone.utc
+_KIND_LENGTH = _LOG.c.kind.type.length
+_ACTION_LENGTH = _LOG.c.action.type.length
 
 
 # --- hashing ------------------------------------------------------------------------------------------------------
 
 def _iso(at: dt.datetime) -> str:
-    if at.tzinfo is None:  # as UTCDateTime reads it back
-        at = at.replace(tzinfo=_UTC)
-    return at.astimezone(_UTC).isoformat(timespec="microseconds")
+    if at.tzinfo is not _UTC:
+        at = at.replace(tzinfo=_UTC) if at.tzinfo is None else at.astimezone(_UTC)  # naive: as UTCDateTime reads it
+    return at.isoformat(timespec="microseconds")
 
 
 def entry_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
@@ -98,30 +101,51 @@ def _text(name: str, value: Any, max_length: int) -> str:
     return value
 
 
-def _json_value(value: Any, path: str) -> Any:
-    """A copy of `value` that a JSON column hands back unchanged (so its hash survives the round trip)."""
-    if value is None or isinstance(value, (bool, str)):
+def _json_value(value: Any) -> Any:
+    """A copy of `value` that a JSON column hands back unchanged (so that its hash survives the round trip)."""
+    t = type(value)
+    if t is str or t is bool or value is None:
         return value
-    if isinstance(value, int):
-        return _int(f"detail{path}", value, _INT64)
-    if isinstance(value, float):
+    if t is dict:
+        if all(type(k) is str for k in value):
+            return {k: _json_value(v) for k, v in value.items()}
+    elif t is list or t is tuple:
+        return [_json_value(v) for v in value]
+    elif t is int:
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise ValueError(f"审计记录 detail 中的整数超出 64 位范围：{value}")
+        return value
+    elif t is float:
         if not math.isfinite(value):
-            raise ValueError(f"审计记录 detail{path} 不能是 NaN 或无穷大")
+            raise ValueError("审计记录 detail 中不能有 NaN 或无穷大")
         return value
+    return _json_other(value)
+
+
+def _json_other(value: Any) -> Any:
+    """The rare cases of _json_value: subclasses, other mappings and sequences, keys that are not strings."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, numbers.Integral):  # also numpy integers
+        return _json_value(int(value))
+    if isinstance(value, numbers.Real):
+        return _json_value(float(value))
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
             if isinstance(key, int) and not isinstance(key, bool):
-                key = str(key)  # what JSON makes of it
-            elif not isinstance(key, str):
-                raise ValueError(f"审计记录 detail{path} 的键应为字符串，收到 {type(key).__name__}")
+                key = str(int(key))  # what JSON makes of it
+            elif isinstance(key, str):
+                key = str(key)
+            else:
+                raise ValueError(f"审计记录 detail 中对象的键应为字符串，收到 {type(key).__name__}")
             if key in out:
-                raise ValueError(f"审计记录 detail{path} 的键重复：{key}")
-            out[key] = _json_value(item, f"{path}.{key}")
+                raise ValueError(f"审计记录 detail 中对象的键重复：{key}")
+            out[key] = _json_value(item)
         return out
     if isinstance(value, (list, tuple)):
-        return [_json_value(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    raise ValueError(f"审计记录 detail{path} 只能含字符串、数字、布尔、null、列表与对象，收到 {type(value).__name__}")
+        return [_json_value(item) for item in value]
+    raise ValueError(f"审计记录 detail 只能含字符串、数字、布尔、null、列表与对象，收到 {type(value).__name__}")
 
 
 def _prepare(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -150,10 +174,10 @@ def _prepare(entry: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"审计记录字段 detail 应为字典，收到 {type(detail).__name__}")
     row = {
         "at": at,
-        "kind": _text("kind", entry["kind"], _LOG.c.kind.type.length),
-        "action": _text("action", entry["action"], _LOG.c.action.type.length),
+        "kind": _text("kind", entry["kind"], _KIND_LENGTH),
+        "action": _text("action", entry["action"], _ACTION_LENGTH),
         "status": _int("status", entry["status"]),
-        "detail": _json_value(detail, ""),
+        "detail": _json_value(detail),
     }
     for name in _ID_FIELDS:
         value = entry.get(name)
@@ -163,20 +187,50 @@ def _prepare(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 # --- appending ------------------------------------------------------------------------------------------------------
 
+_INSERT_COLUMNS = ("seq", "at", "kind", "action", "status", *_ID_FIELDS, "detail", "prev_hash", "hash")
+_insert_sql: dict[str, tuple[str, Any]] = {}
+
+
+def _insert_statement(conn: Connection) -> tuple[str, Any]:
+    """INSERT for the DB-API's executemany, with the `at` bind processor of the column's own type.
+
+    Going around SQLAlchemy's per-row parameter processing roughly halves the cost of an entry; `at` is still
+    converted by UTCDateTime and the dialect (the stored text is what SQLAlchemy writes), and `detail` is written
+    as orjson's compact JSON, which every JSON column reads back to the same value.
+    """
+    dialect = conn.dialect
+    cached = _insert_sql.get(dialect.name)
+    if cached is None:
+        mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
+        if mark is None:
+            raise RuntimeError(f"不支持的参数风格: {dialect.paramstyle}")
+        quote = dialect.identifier_preparer.quote
+        sql = (f"INSERT INTO {dialect.identifier_preparer.format_table(_LOG)} "
+               f"({', '.join(quote(c) for c in _INSERT_COLUMNS)}) VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})")
+        cached = _insert_sql[dialect.name] = (sql, _LOG.c.at.type.dialect_impl(dialect).bind_processor(dialect))
+    return cached
+
+
 def _append_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Chain `rows` (prepared) onto the head inside the connection's current transaction; fills seq and hashes."""
+    sql, at_bind = _insert_statement(conn)
     # A write first: SQLite takes its write lock now (a read first could later fail to upgrade with
     # SQLITE_BUSY_SNAPSHOT), PostgreSQL the head row's lock; held until the transaction ends.
     locked = conn.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=_HEAD.c.seq))
     if locked.rowcount != 1:
         raise RuntimeError("审计链头记录（audit_head id=1）不存在，数据库迁移是否完整？")
     seq, prev = conn.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == HEAD_ID)).one()
+    params = []
     for row in rows:
         seq += 1
         row["seq"] = seq
         row["prev_hash"] = prev
         row["hash"] = prev = entry_hash(prev, row)
-    conn.execute(_LOG.insert(), rows)
+        params.append((seq, at_bind(row["at"]) if at_bind else row["at"], row["kind"], row["action"], row["status"],
+                       row["actor_user_id"], row["actor_department_id"], row["grant_id"], row["request_id"],
+                       row["dataset_id"], row["provider_department_id"], row["consumer_department_id"],
+                       orjson.dumps(row["detail"]).decode(), row["prev_hash"], row["hash"]))
+    conn.exec_driver_sql(sql, params)
     conn.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=seq, hash=prev))
 
 
@@ -608,9 +662,9 @@ def _check_head(session: Session, head: tuple[int, str] | None, last_seq: int, l
         if head_hash == last_hash and shift < 0:
             return [Problem(last_seq, "head_mismatch", f"链头记录为第 {head_seq} 条，但日志最后一条为第 {last_seq} 条"
                                                        f"（记录序号被改动）")]
-        tail = f"第 {last_seq} 条" if last_seq else "空"
+        tail = f"日志最后一条为第 {last_seq} 条" if last_seq else "日志中已没有记录"
         return [Problem(last_seq + 1, "truncated", f"{_seq_span(last_seq + 1, head_seq)}记录缺失（日志尾部被删除；"
-                                                   f"链头记录为第 {head_seq} 条，日志最后一条为{tail}）")]
+                                                   f"链头记录为第 {head_seq} 条，{tail}）")]
     if head_hash == last_hash:
         return [Problem(head_seq, "head_mismatch", f"链头记录为第 {head_seq} 条，但日志最后一条为第 {last_seq} 条"
                                                    f"（记录序号被改动）")]

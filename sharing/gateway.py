@@ -299,8 +299,12 @@ class GatewayRuntime:
         granted = [s.code for s in scope.specs]
         masked = scope.masked
         selected = self._columns(columns, granted)
-        conds = bind_conditions(parse_filter_params(filters), scope.table.schema, allowed=granted,
-                                refused=list(masked))
+        parsed = parse_filter_params(filters)
+        for cond in parsed:
+            # Checked before binding, so a column outside the grant is refused the same way whether it exists or not.
+            if cond.field not in granted:
+                raise ScopeError(f"未授权字段 {cond.field} 不能用于筛选")
+        conds = bind_conditions(parsed, scope.table.schema, allowed=granted, refused=list(masked))
         sort_keys = parse_sort(sort)
         for name, _ in sort_keys:
             if name not in granted:

@@ -95,6 +95,19 @@ def test_values_round_trip_unchanged_on_both_backends(empty_db):
     assert _verify(empty_db).ok
 
 
+def test_timestamps_are_stored_as_sqlalchemy_stores_them(empty_db):
+    """Entries go in through the DB-API directly: `at` must still compare with SQLAlchemy-bound values."""
+    whole = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.timezone.utc)  # no microseconds
+    with empty_db.session() as session:
+        append(session, [_entry(1, at=whole), _entry(2, at=whole + dt.timedelta(microseconds=5))])
+    with empty_db.engine.connect() as conn:
+        assert conn.execute(select(LOG.c.seq).where(LOG.c.at == whole)).scalars().all() == [1]
+        assert conn.execute(select(LOG.c.seq).where(LOG.c.at > whole)).scalars().all() == [2]
+        if empty_db.dialect == "sqlite":
+            assert conn.exec_driver_sql("SELECT at FROM audit_log ORDER BY seq").scalars().all() == [
+                "2026-03-01 12:00:00.000000", "2026-03-01 12:00:00.000005"]
+
+
 def test_entry_hash_is_canonical():
     fields = {name: None for name in HASHED_FIELDS} | {"seq": 1, "kind": "k", "action": "a", "status": 0,
                                                        "at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
