@@ -177,6 +177,10 @@ def demo(
     typer.echo("整改演示：交付修正后的数据，工单自动核验关闭、质量得分上升（另开一个终端）：")
     command = Path(sys.argv[0]) if Path(sys.argv[0]).name == "opendata" else "opendata"
     typer.echo(f"  {command} collect GAJ-00001 {corrected['GAJ-00001']} --user gaj_publisher --data-dir {settings.data_dir}")
+    typer.echo("共享演示：新用户申请、提供方收窄同意、凭证按授权读取、审计可查（另开一个终端）：")
+    typer.echo(f"  {command} walkthrough --base-url {base}")
+    typer.echo(f"  {command} audit verify --data-dir {settings.data_dir}")
+    typer.echo(f'  curl -s "{base}/open/v1/datasets/STHJ-00001/download?format=csv"   # 开放门户：匿名下载无条件开放数据')
     sys.stdout.flush()
     _serve(settings, host, port, 1)
 
@@ -331,6 +335,33 @@ def _write_corrected_deliveries(data_dir: Path) -> dict[str, Path]:
         path.write_bytes(csv_bytes(rows(corrected=True)))
         paths[code] = path
     return paths
+
+
+@app.command()
+def walkthrough(base_url: Annotated[str, typer.Option("--base-url", help="运行中的演示服务地址")] = "http://127.0.0.1:8000"
+                ) -> None:
+    """演示共享流程：新用户申请有条件共享资源，提供方收窄同意，大数据局审核，凭证只读到授权范围，审计可查。"""
+    import httpx
+
+    from sharing.walkthrough import WalkthroughError, run
+
+    try:
+        with httpx.Client(base_url=base_url, timeout=60) as client:
+            run(client, typer.echo)
+    except httpx.HTTPError as exc:
+        _fail(f"无法访问 {base_url}：{exc}（先运行 `make demo`）", 2)
+    except WalkthroughError as exc:
+        _fail(str(exc), 1)
+    typer.echo("校验审计链：opendata audit verify --data-dir <演示数据目录>")
+
+
+def _register_subcommands() -> None:
+    from sharing.cli import audit_app
+
+    app.add_typer(audit_app, name="audit")
+
+
+_register_subcommands()
 
 
 def main() -> None:  # pragma: no cover

@@ -32,7 +32,9 @@ from catalog.schemas import (
     SearchPage,
     TokenCreated,
     TokenOut,
+    UserIn,
 )
+from catalog.security import hash_password
 from catalog.search import SORTS, SearchQuery, highlight
 from catalog.schemas import _CONTROL as CONTROL_CHARACTERS
 
@@ -89,6 +91,21 @@ def revoke_token(token_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: Se
 
 
 # ---------------------------------------------------------------- departments
+@router.post("/users", response_model=MeOut, status_code=201, tags=["auth"], summary="新增政务用户（管理员）",
+             responses={403: ERRORS[403], 404: ERRORS[404], 409: ERRORS[409]})
+def create_user(body: UserIn, session: SessionDep, principal: PrincipalDep) -> MeOut:
+    check_manage_departments(principal)
+    department = service.get_department(session, body.department)
+    if session.execute(select(User.id).where(User.username == body.username)).first():
+        raise Conflict(f"用户名 {body.username} 已被使用")
+    user = User(username=body.username, display_name=body.display_name, department_id=department.id,
+                roles=sorted(set(body.roles)), password_hash=hash_password(body.password))
+    session.add(user)
+    session.commit()
+    return MeOut(username=user.username, display_name=user.display_name,
+                 department=repository.department_out(department), roles=user.roles)
+
+
 @router.get("/departments", response_model=Page[DepartmentOut], tags=["departments"], summary="部门列表")
 def list_departments(session: SessionDep, principal: PrincipalDep, page: PageNo = 1, page_size: PageSize = 20):
     check_read_catalog(principal)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Literal, Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -92,6 +92,14 @@ class MeOut(BaseModel):
     display_name: str
     department: DepartmentOut
     roles: list[Role]
+
+
+class UserIn(InputModel):
+    username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", examples=["rsj_zhang"])
+    display_name: str = Field(min_length=1, max_length=128, examples=["市人力社保局 张伟"])
+    department: str = Field(pattern=r"^[A-Z][A-Z0-9]{1,15}$", examples=["RSJ"])
+    roles: list[Literal["publisher", "consumer", "steward", "admin"]] = Field(min_length=1, max_length=4)
+    password: str = Field(min_length=10, max_length=256)
 
 
 class LoginIn(InputModel):

@@ -188,38 +188,52 @@ def _prepare(entry: Mapping[str, Any]) -> dict[str, Any]:
 # --- appending ------------------------------------------------------------------------------------------------------
 
 _INSERT_COLUMNS = ("seq", "at", "kind", "action", "status", *_ID_FIELDS, "detail", "prev_hash", "hash")
-_insert_sql: dict[str, tuple[str, Any]] = {}
+_PG_ROWS_PER_INSERT = 500  # 15 parameters a row; PostgreSQL takes at most 65,535 per statement
+_insert_cache: dict[str, tuple[str, str, Any]] = {}
 
 
-def _insert_statement(conn: Connection) -> tuple[str, Any]:
-    """INSERT for the DB-API's executemany, with the `at` bind processor of the column's own type.
+def _insert_parts(conn: Connection) -> tuple[str, str, Any]:
+    """INSERT … VALUES and one row's placeholders for the DB-API, with the dialect's bind processor for `at`.
 
-    Going around SQLAlchemy's per-row parameter processing roughly halves the cost of an entry; `at` is still
-    converted by UTCDateTime and the dialect (the stored text is what SQLAlchemy writes), and `detail` is written
-    as orjson's compact JSON, which every JSON column reads back to the same value.
+    Going around SQLAlchemy's per-row parameter processing more than halves the cost of an entry. `at` is still
+    converted by UTCDateTime and the dialect's own processor (the stored value is what SQLAlchemy writes and
+    compares with), and `detail` is written as orjson's compact JSON, which every JSON column reads back as the
+    same value.
     """
     dialect = conn.dialect
-    cached = _insert_sql.get(dialect.name)
+    cached = _insert_cache.get(dialect.name)
     if cached is None:
         mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
         if mark is None:
             raise RuntimeError(f"不支持的参数风格: {dialect.paramstyle}")
         quote = dialect.identifier_preparer.quote
-        sql = (f"INSERT INTO {dialect.identifier_preparer.format_table(_LOG)} "
-               f"({', '.join(quote(c) for c in _INSERT_COLUMNS)}) VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})")
-        cached = _insert_sql[dialect.name] = (sql, _LOG.c.at.type.dialect_impl(dialect).bind_processor(dialect))
+        head = (f"INSERT INTO {dialect.identifier_preparer.format_table(_LOG)} "
+                f"({', '.join(quote(c) for c in _INSERT_COLUMNS)}) VALUES ")
+        values = f"({', '.join([mark] * len(_INSERT_COLUMNS))})"
+        cached = _insert_cache[dialect.name] = (head, values,
+                                                _LOG.c.at.type.dialect_impl(dialect).bind_processor(dialect))
     return cached
+
+
+def _lock_head(conn: Connection) -> tuple[int, str]:
+    # A write first: SQLite takes its write lock now (a read first could later fail to upgrade with
+    # SQLITE_BUSY_SNAPSHOT), PostgreSQL the head row's lock; both held until the transaction ends.
+    lock = update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=_HEAD.c.seq)
+    if conn.dialect.update_returning:
+        row = conn.execute(lock.returning(_HEAD.c.seq, _HEAD.c.hash)).one_or_none()
+    else:
+        row = None
+        if conn.execute(lock).rowcount == 1:
+            row = conn.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == HEAD_ID)).one()
+    if row is None:
+        raise RuntimeError("审计链头记录（audit_head id=1）不存在，数据库迁移是否完整？")
+    return int(row[0]), row[1]
 
 
 def _append_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Chain `rows` (prepared) onto the head inside the connection's current transaction; fills seq and hashes."""
-    sql, at_bind = _insert_statement(conn)
-    # A write first: SQLite takes its write lock now (a read first could later fail to upgrade with
-    # SQLITE_BUSY_SNAPSHOT), PostgreSQL the head row's lock; held until the transaction ends.
-    locked = conn.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=_HEAD.c.seq))
-    if locked.rowcount != 1:
-        raise RuntimeError("审计链头记录（audit_head id=1）不存在，数据库迁移是否完整？")
-    seq, prev = conn.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == HEAD_ID)).one()
+    head, values, at_bind = _insert_parts(conn)
+    seq, prev = _lock_head(conn)
     params = []
     for row in rows:
         seq += 1
@@ -230,7 +244,14 @@ def _append_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
                        row["actor_user_id"], row["actor_department_id"], row["grant_id"], row["request_id"],
                        row["dataset_id"], row["provider_department_id"], row["consumer_department_id"],
                        orjson.dumps(row["detail"]).decode(), row["prev_hash"], row["hash"]))
-    conn.exec_driver_sql(sql, params)
+    if conn.dialect.name == "postgresql":
+        # Multi-row VALUES: executemany would be one statement per row, each parsed and planned (the engine turns
+        # server-side prepared statements off).
+        for i in range(0, len(params), _PG_ROWS_PER_INSERT):
+            chunk = params[i:i + _PG_ROWS_PER_INSERT]
+            conn.exec_driver_sql(head + ", ".join([values] * len(chunk)), tuple(v for p in chunk for v in p))
+    else:
+        conn.exec_driver_sql(head + values, params)  # SQLite: one prepared statement, stepped per row
     conn.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=seq, hash=prev))
 
 

@@ -213,3 +213,16 @@ def test_open_application_by_a_registered_outside_user(client, tokens, delivered
     assert body["columns"] == ["tyshxydm", "qymc"] and len(body["rows"]) == 5
     open_rate = client.get("/api/v1/indicators/open", headers=bearer(tokens["steward"])).json()
     assert open_rate["collected_items"] > open_rate["open_items"] > 0
+
+
+def test_demo_walkthrough_runs_over_http(client, delivered, db):
+    """`opendata walkthrough`: a new consumer user, a narrowed approval, a scoped read, refusals, the audit log."""
+    from sharing.audit import verify
+    from sharing.walkthrough import run
+
+    said: list[str] = []
+    result = run(client, said.append)
+    assert result["page"]["columns"] == ["sfzhm", "xm", "csrq", "hjdxzqhdm"] and result["audit_total"] >= 5
+    assert sum(line.startswith("7.") for line in said) == 3
+    with db.session() as s:
+        assert verify(s).ok
