@@ -188,17 +188,16 @@ def _prepare(entry: Mapping[str, Any]) -> dict[str, Any]:
 # --- appending ------------------------------------------------------------------------------------------------------
 
 _INSERT_COLUMNS = ("seq", "at", "kind", "action", "status", *_ID_FIELDS, "detail", "prev_hash", "hash")
-_PG_ROWS_PER_INSERT = 500  # 15 parameters a row; PostgreSQL takes at most 65,535 per statement
 _insert_cache: dict[str, tuple[str, str, Any]] = {}
 
 
 def _insert_parts(conn: Connection) -> tuple[str, str, Any]:
     """INSERT … VALUES and one row's placeholders for the DB-API, with the dialect's bind processor for `at`.
 
-    Going around SQLAlchemy's per-row parameter processing more than halves the cost of an entry. `at` is still
-    converted by UTCDateTime and the dialect's own processor (the stored value is what SQLAlchemy writes and
-    compares with), and `detail` is written as orjson's compact JSON, which every JSON column reads back as the
-    same value.
+    Entries go to the DB-API directly (executemany on SQLite, COPY on PostgreSQL): SQLAlchemy's per-row parameter
+    processing cost more than everything else. `at` is still converted by UTCDateTime and the dialect's own
+    processor (the stored value is what SQLAlchemy writes and compares with), and `detail` is written as orjson's
+    compact JSON, which every JSON column reads back as the same value.
     """
     dialect = conn.dialect
     cached = _insert_cache.get(dialect.name)
@@ -213,6 +212,12 @@ def _insert_parts(conn: Connection) -> tuple[str, str, Any]:
         cached = _insert_cache[dialect.name] = (head, values,
                                                 _LOG.c.at.type.dialect_impl(dialect).bind_processor(dialect))
     return cached
+
+
+def _copy_sql(conn: Connection) -> str:
+    quote = conn.dialect.identifier_preparer.quote
+    return (f"COPY {conn.dialect.identifier_preparer.format_table(_LOG)} "
+            f"({', '.join(quote(c) for c in _INSERT_COLUMNS)}) FROM STDIN")
 
 
 def _lock_head(conn: Connection) -> tuple[int, str]:
@@ -244,12 +249,12 @@ def _append_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
                        row["actor_user_id"], row["actor_department_id"], row["grant_id"], row["request_id"],
                        row["dataset_id"], row["provider_department_id"], row["consumer_department_id"],
                        orjson.dumps(row["detail"]).decode(), row["prev_hash"], row["hash"]))
-    if conn.dialect.name == "postgresql":
-        # Multi-row VALUES: executemany would be one statement per row, each parsed and planned (the engine turns
-        # server-side prepared statements off).
-        for i in range(0, len(params), _PG_ROWS_PER_INSERT):
-            chunk = params[i:i + _PG_ROWS_PER_INSERT]
-            conn.exec_driver_sql(head + ", ".join([values] * len(chunk)), tuple(v for p in chunk for v in p))
+    if conn.dialect.name == "postgresql" and len(params) > 1:
+        # COPY: executemany would run one INSERT per row, each parsed and planned (the engine turns server-side
+        # prepared statements off), and a long multi-row VALUES costs psycopg more to parse than COPY costs.
+        with conn.connection.dbapi_connection.cursor() as cursor, cursor.copy(_copy_sql(conn)) as copy:
+            for p in params:
+                copy.write_row(p)
     else:
         conn.exec_driver_sql(head + values, params)  # SQLite: one prepared statement, stepped per row
     conn.execute(update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=seq, hash=prev))
@@ -319,7 +324,12 @@ class AuditWriter:
         self._thread: threading.Thread | None = None
 
     def submit(self, entry: Mapping[str, Any]) -> concurrent.futures.Future[int]:
+        """Queue `entry` (keys as for `append`); the future resolves to its seq once committed, or to the error."""
         future: concurrent.futures.Future[int] = concurrent.futures.Future()
+        # A copy (the caller may reuse its dict), timed now rather than when the batch is written.
+        entry = dict(entry) if isinstance(entry, Mapping) else entry
+        if isinstance(entry, dict) and entry.get("at") is None:
+            entry["at"] = utcnow()
         with self._lock:
             if self._closed:
                 raise RuntimeError("审计写入器已关闭")
@@ -369,6 +379,16 @@ class AuditWriter:
                 self._write_batch(state, batch)
         finally:
             state.close()
+            with self._lock:
+                if q is self._queue:
+                    self._closed = True  # normally already; if the thread died, no future may wait for it
+            while True:
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not _STOP and not item[1].done():
+                    item[1].set_exception(RuntimeError("审计写入器已停止"))
 
     def _write_batch(self, state: _Conn, batch: list[tuple[Mapping[str, Any], concurrent.futures.Future[int]]]) -> None:
         pending: list[tuple[dict[str, Any], concurrent.futures.Future[int], bool]] = []
@@ -393,8 +413,6 @@ class AuditWriter:
                         future.set_exception(exc)
                     except concurrent.futures.InvalidStateError:
                         pass
-            if not isinstance(exc, Exception):
-                raise
             return
         for row, future, live in pending:
             if live:

@@ -418,26 +418,82 @@ _NULL_STRING = pa.scalar(None, pa.string())
 # 校 / 景 is a housing estate, community, park, campus or scenic area, not an administrative district.
 _ADDRESS_PREFIX = r"^(?P<p>.*?(?:[^小社园校景]区|县|旗))"
 _ADDRESS_FALLBACK_KEEP = 6
+# (leading, trailing) characters kept by each kind but address.
+_KEEP = {"id_number": (6, 4), "mobile": (3, 4), "name": (1, 0), "account": (0, 4), "generic": (1, 1)}
 
 
 def _stars(count: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     return pc.binary_repeat(_STAR, count)
 
 
-def _keep_ends(s: Any, length: Any, head: int, tail: int) -> Any:
+def _keep_ends(s: Any, head: int, tail: int) -> Any:
     """Keep `head` leading and `tail` trailing characters, '*' for each one between; all '*' when the value is not
     longer than the kept parts (it would leak whole)."""
+    length = pc.utf8_length(s)
     parts = []
     if head:
         parts.append(pc.utf8_slice_codeunits(s, 0, head))
     parts.append(_stars(pc.max_element_wise(pc.subtract(length, head + tail), 0)))
     if tail:
         parts.append(pc.utf8_slice_codeunits(s, -tail))
-    partial = pc.binary_join_element_wise(*parts, "") if len(parts) > 1 else parts[0]
-    return pc.if_else(pc.greater(length, head + tail), partial, _stars(length))
+    out = pc.binary_join_element_wise(*parts, "") if len(parts) > 1 else parts[0]
+    short = pc.fill_null(pc.less_equal(length, head + tail), False)
+    if pc.any(short).as_py():  # rare: fix just those rows rather than an if_else over the whole column
+        out = pc.replace_with_mask(out, short, _stars(pc.filter(length, short)))
+    return out
 
 
-def _mask_address(s: Any, length: Any) -> Any:
+def _keep_ends_ascii(arr: pa.Array, head: int, tail: int) -> pa.Array | None:
+    """`_keep_ends` on the bytes, for a column that is pure ASCII (ID numbers, phone numbers, accounts): one
+    character is one byte, so the offsets stay and only middle bytes become '*'. ~5-20x faster than the string
+    kernels. None when some byte is not ASCII. The result holds only this array's own bytes (a slice's neighbours
+    are not carried along) in a fresh buffer."""
+    n = len(arr)
+    if n == 0:
+        return pa.array([], pa.string())
+    buffers = arr.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
+    base, end = int(offsets[0]), int(offsets[-1])
+    if end > base:
+        data = np.frombuffer(buffers[2], dtype=np.uint8, count=end - base, offset=base).copy()
+    else:
+        data = np.zeros(0, dtype=np.uint8)
+    if data.size and int(data.max()) >= 0x80:
+        return None
+    rel = offsets - np.int32(base)
+    lengths = np.diff(rel)
+    keep = head + tail
+    if lengths.min() == lengths.max():  # one length for all (typical of IDs and phone numbers)
+        width = int(lengths[0])
+        grid = data.reshape(n, width)
+        if width > keep:
+            grid[:, head:width - tail] = 42
+        else:
+            grid[:] = 42
+    else:
+        partial = lengths > keep
+        starts = np.where(partial, rel[:-1] + head, rel[:-1])
+        ends = np.where(partial, rel[1:] - tail, rel[1:])
+        some = starts < ends  # then starts are strictly increasing, and so are ends
+        delta = np.zeros(data.size + 1, dtype=np.int8)
+        delta[starts[some]] = 1
+        delta[ends[some]] -= 1  # an end equal to the next start cancels it: the run goes on
+        np.copyto(data, np.uint8(42), where=np.cumsum(delta[:-1], dtype=np.int8).view(np.bool_))
+    validity = arr.is_valid().buffers()[1] if arr.null_count else None
+    return pa.Array.from_buffers(pa.string(), n, [validity, pa.py_buffer(rel), pa.py_buffer(data)],
+                                 null_count=arr.null_count)
+
+
+def _mask_chunk(arr: pa.Array, kind: str) -> pa.Array:
+    if kind == "address":
+        return _mask_address(arr)
+    head, tail = _KEEP[kind]
+    fast = _keep_ends_ascii(arr, head, tail)
+    return fast if fast is not None else _keep_ends(arr, head, tail)
+
+
+def _mask_address(s: Any) -> Any:
+    length = pc.utf8_length(s)
     found = pc.extract_regex(s, _ADDRESS_PREFIX)
     district = pc.struct_field(found, "p")
     kept = pc.if_else(pc.is_valid(found), district,
@@ -464,20 +520,9 @@ def mask_array(arr: pa.Array | pa.ChunkedArray, kind: str) -> pa.Array | pa.Chun
         typ = arr.type
     if not pa.types.is_string(typ):
         arr = pc.cast(arr, pa.string())
-    length = pc.utf8_length(arr)
-    if kind == "id_number":
-        out = _keep_ends(arr, length, 6, 4)
-    elif kind == "mobile":
-        out = _keep_ends(arr, length, 3, 4)
-    elif kind == "name":
-        out = _keep_ends(arr, length, 1, 0)
-    elif kind == "address":
-        out = _mask_address(arr, length)
-    elif kind == "account":
-        out = _keep_ends(arr, length, 0, 4)
-    else:
-        out = _keep_ends(arr, length, 1, 1)
-    return out if out.type == pa.string() else out.cast(pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        return pa.chunked_array([_mask_chunk(chunk, kind) for chunk in arr.chunks], pa.string())
+    return _mask_chunk(arr, kind)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -604,8 +649,11 @@ def parse_sort(param: str | None) -> list[tuple[str, str]]:
     """"a,-b" -> [("a", "ascending"), ("b", "descending")]; a leading '+' is also ascending."""
     if param is None or not param.strip():
         return []
+    parts = param.split(",")
+    if len(parts) > MAX_SORT_KEYS:
+        raise GatewayInputError(f"排序字段最多 {MAX_SORT_KEYS} 个，收到 {len(parts)} 个")
     keys: list[tuple[str, str]] = []
-    for part in param.split(","):
+    for part in parts:
         part = part.strip()
         direction = "ascending"
         if part[:1] in ("-", "+"):
@@ -618,8 +666,6 @@ def parse_sort(param: str | None) -> list[tuple[str, str]]:
         if any(name == part for name, _ in keys):
             raise GatewayInputError(f"排序字段 {part} 重复")
         keys.append((part, direction))
-    if len(keys) > MAX_SORT_KEYS:
-        raise GatewayInputError(f"排序字段最多 {MAX_SORT_KEYS} 个，收到 {len(keys)} 个")
     return keys
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import multiprocessing
+import os
 import threading
 import time
 from concurrent.futures import Future
@@ -191,6 +193,39 @@ def test_two_workers_with_concurrent_threads_form_one_chain(empty_db):
     assert (result.checked, result.head_seq) == (total, total)
 
 
+def _forked_worker(writer: AuditWriter, n: int, out) -> None:
+    seqs = [f.result(timeout=60) for f in [writer.submit(_entry(i, detail={"pid": os.getpid(), "i": i}))
+                                            for i in range(n)]]
+    writer.close()
+    out.send(seqs)
+
+
+def test_worker_processes_forked_from_an_app_with_a_running_writer(empty_db):
+    """As uvicorn's workers: the writer was made (and here already used) before the fork; each child starts its own
+    thread and connection, and all entries still form one chain."""
+    writer = AuditWriter(empty_db)
+    try:
+        assert writer.submit(_entry(0)).result(timeout=30) == 1
+        ctx = multiprocessing.get_context("fork")
+        pipes, children = [], []
+        for _ in range(2):
+            receive, send = ctx.Pipe(duplex=False)
+            child = ctx.Process(target=_forked_worker, args=(writer, 300, send))
+            child.start()
+            pipes.append(receive)
+            children.append(child)
+        got = [p.recv() for p in pipes if p.poll(120)]
+        for child in children:
+            child.join(30)
+        assert [c.exitcode for c in children] == [0, 0]
+        assert writer.submit(_entry(1)).result(timeout=30) == 602  # the parent's writer carries on after the fork
+    finally:
+        writer.close()
+    assert len(got) == 2 and sorted(got[0] + got[1]) == list(range(2, 602))
+    result = _verify(empty_db)
+    assert result.ok and result.checked == 602
+
+
 def test_a_future_resolves_only_once_its_entry_is_committed(empty_db):
     observer = Database(empty_db.url)  # another connection pool: sees only what was committed
     seen: list[tuple[int, bool]] = []
@@ -198,7 +233,8 @@ def test_a_future_resolves_only_once_its_entry_is_committed(empty_db):
     def check(future: Future) -> None:  # runs in the writer thread the moment the future resolves
         seq = future.result()
         with observer.engine.connect() as conn:
-            seen.append((seq, conn.execute(select(func.count()).select_from(LOG).where(LOG.c.seq == seq)).scalar() == 1))
+            found = conn.execute(select(func.count()).select_from(LOG).where(LOG.c.seq == seq)).scalar()
+        seen.append((seq, found == 1))
 
     writer = AuditWriter(empty_db, max_batch=10)
     try:

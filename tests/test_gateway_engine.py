@@ -100,23 +100,49 @@ def test_mask_generic():
 KEEP = {"id_number": (6, 4), "mobile": (3, 4), "name": (1, 0), "account": (0, 4), "generic": (1, 1)}
 
 
+def reference_mask(value: str | None, kind: str) -> str | None:
+    if value is None:
+        return None
+    head, tail = KEEP[kind]
+    if len(value) <= head + tail:
+        return "*" * len(value)
+    return value[:head] + "*" * (len(value) - head - tail) + value[len(value) - tail:]
+
+
+@pytest.mark.parametrize("alphabet", ["0123456789X张王李赵abc号路", "0123456789X"])  # mixed and pure ASCII paths
 @pytest.mark.parametrize("kind", sorted(KEEP))
-def test_mask_never_shows_the_middle(kind):
+def test_mask_never_shows_the_middle(kind, alphabet):
     """Random values of every length: the output has the input's length, the kept ends are the input's, every
     other character is '*', and a value no longer than the kept parts comes out all '*'."""
-    rng = random.Random(kind)
-    alphabet = "0123456789X张王李赵abc号路"
+    rng = random.Random(kind + alphabet)
     values = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 25))) for _ in range(500)] + [None]
-    head, tail = KEEP[kind]
-    for value, out in zip(values, masked(values, kind)):
-        if value is None:
-            assert out is None
-            continue
-        assert len(out) == len(value)
-        if len(value) <= head + tail:
-            assert out == "*" * len(value)
-        else:
-            assert out == value[:head] + "*" * (len(value) - head - tail) + value[len(value) - tail:]
+    expected = [reference_mask(v, kind) for v in values]
+    assert masked(values, kind) == expected
+    # Slices (non-zero offset) and chunks give the same.
+    arr = pa.array(values, pa.string())
+    part = mask_array(arr.slice(100, 50), kind)
+    part.validate(full=True)
+    assert part.to_pylist() == expected[100:150]
+    chunked = mask_array(pa.chunked_array([arr.slice(0, 200), arr.slice(200)]), kind)
+    assert chunked.to_pylist() == expected
+
+
+@pytest.mark.parametrize("kind", sorted(KEEP))
+def test_mask_same_length_values(kind):
+    """All values of one length (the shape of ID and phone numbers), with and without nulls, short or long."""
+    for width in (0, 1, 4, 5, 11, 18):
+        values = [f"{i:0{width}d}"[-width:] if width else "" for i in range(20)]
+        assert masked(values, kind) == [reference_mask(v, kind) for v in values]
+        with_null = values[:5] + [None] + values[5:]
+        assert masked(with_null, kind) == [reference_mask(v, kind) for v in with_null]
+    ids = pa.array(["110101199003071234"] * 3 + ["330106198512120011"])
+    out = mask_array(ids.slice(2, 2), kind)
+    out.validate(full=True)
+    assert out.to_pylist() == [reference_mask(v, kind) for v in ids.slice(2, 2).to_pylist()]
+    # The buffer behind the result holds nothing of the rows outside the slice.
+    assert b"1990" not in out.buffers()[2].to_pybytes()
+    assert mask_array(pa.array([], pa.string()), kind).to_pylist() == []
+    assert mask_array(pa.array([None, None], pa.string()), kind).to_pylist() == [None, None]
 
 
 def test_mask_non_string_and_chunked_input():

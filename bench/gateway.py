@@ -1,0 +1,1109 @@
+"""Sharing-gateway benchmark (not a test): authorized JSON pages per second, Arrow-stream MB/s, and the cost of
+scope + masking + audit next to a direct pyarrow read of the same rows.
+
+Set-up (in a temporary data directory, through the real code paths): migrate, seed, register one 15-item dataset
+for 公安局 (every item a `reference` to its element's authoritative source: 一数一源), generate N rows (default
+1,000,000; valid MOD 11-2 ID numbers, 80 division codes) and collect them with `catalog.collection.deliver` (no
+quality run). Then 人力社保局 asks for 8 of the 15 columns — two of them masked by default (公民身份号码 id_number,
+姓名 name) — with the row filter `xzqhdm in <8 of the 80 division codes>` (~10% of the rows); 公安局 approves, the
+steward approves (L3), both with quotas far above what the run uses, and the consumer takes a credential.
+
+Figures, each with its baseline measured in the same run:
+  * pages/s — `opendata serve --workers N` (uvicorn, Redis rate-limit storage, access log off) loaded by wrk (T
+    threads, C connections, D seconds; a Lua script walks the grant's pages by their signed cursors, so every request
+    is a different authorized 100-row page), next to the same wrk run against a plain FastAPI app with the same
+    workers serving (a) the pre-built bytes of the same pages (framework ceiling) and (b) a direct pyarrow read per
+    request: slice of the pre-filtered, unmasked 8-column table → the same orjson encoder (`direct`);
+    every audit entry is written by `AuditWriter` (group commit, synchronous=FULL) before its response is sent;
+  * Arrow MB/s — one httpx client in this process reading `format=arrow` of the whole scope, decoded on the fly with
+    pyarrow.ipc.open_stream (MB = 10^6 bytes, wall time of request + transfer + decode);
+  * overhead in-process, no HTTP — per page: `direct` (slice → page_json, no masking, no audit) against our path:
+    `GatewayRuntime.serve` on the cached scope + an awaited `AuditWriter.write`, 64 pages in flight as the server
+    runs them (group commit), and the whole endpoint coroutine (credential check, Redis quotas, serve, audit);
+    plus a per-step breakdown (µs) that shows where the time goes.
+After the load the audit chain is verified (`sharing.audit.verify`) and the entries of the load window counted.
+Prints a table, then one JSON line with every figure. Exit status 1 if a goal-independent check failed (non-2xx
+responses, socket errors, fewer audit entries than answered requests, a broken chain).
+
+    python bench/gateway.py                          # 1M rows, 20 s per wrk run, 2 workers
+    python bench/gateway.py --rows 200000 --duration 5 --keep --data-dir /tmp/gw
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import pickle
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path(__file__).resolve().parent
+# The repository root first: this file's own directory would otherwise make `import quality` find bench/quality.py.
+sys.path.insert(0, str(ROOT))
+
+PAGE_ROWS = 100
+GOAL_PAGES_PER_S = 3_000
+GOAL_ARROW_MB_S = 800
+GOAL_OVERHEAD_PCT = 20
+
+# The dataset: 15 items (code, name, element). All reference their element's authoritative source.
+ITEMS = [
+    ("sfzhm", "公民身份号码", "DE0101001"),      # string 18, 敏感个人信息 L3 → masked (id_number)
+    ("xm", "姓名", "DE0101002"),                 # string, 自然人 → masked (name)
+    ("xbdm", "性别代码", "DE0101003"),
+    ("csrq", "出生日期", "DE0101004"),           # date
+    ("mzdm", "民族代码", "DE0101005"),
+    ("xzqhdm", "居住地行政区划代码", "DE0301001"),  # the row filter's column
+    ("sjhm", "手机号码", "DE0101006"),
+    ("jzdz", "居住地址", "DE0101017"),
+    ("hh", "户号", "DE0101013"),
+    ("whcddm", "文化程度代码", "DE0101015"),
+    ("jtrks", "家庭保障人口数", "DE0101023"),     # integer
+    ("jzmj", "住房建筑面积", "DE0304005"),        # decimal
+    ("cbrq", "参保日期", "DE0501003"),           # date, 15% missing
+    ("jzrs", "居住人数", "DE0303011"),           # integer
+    ("gxsj", "更新时间", "DE0401002"),           # datetime
+]
+GRANTED = ["sfzhm", "xm", "xbdm", "csrq", "xzqhdm", "jtrks", "jzmj", "cbrq"]
+EXPECTED_MASKS = {"sfzhm": "id_number", "xm": "name"}
+CITIES = [f"33{c:02d}" for c in range(1, 9)]
+DISTRICTS = ["02", "05", "06", "08", "09", "10", "12", "22", "27", "82"]
+DIVISIONS = [c + d for c in CITIES for d in DISTRICTS]  # 80 codes, drawn uniformly
+SCOPE_DIVISIONS = DIVISIONS[:8]  # → ~10% of the rows
+SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜")
+GIVEN = list("伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红建国文辉力志宇浩然欣怡梓涵子轩一诺思雨俊晨")
+STREETS = ["文三路", "天目山路", "延安路", "解放路", "庆春路", "莫干山路", "江南大道", "建设一路", "人民路", "新安江路"]
+ETHNIC = [f"{i:02d}" for i in range(2, 57)]
+EDUCATION = ["10", "20", "30", "40", "60", "70", "80", "90"]
+ID_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int32)
+ID_CHARS = np.frombuffer(b"10X98765432", dtype=np.uint8)  # check character by (sum mod 11)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data
+
+
+def _strings(matrix: np.ndarray) -> pa.Array:
+    """An (n, width) uint8 matrix of ASCII bytes → a string array, without a per-row Python loop."""
+    n, width = matrix.shape
+    offsets = np.arange(n + 1, dtype=np.int32) * np.int32(width)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets),
+                                                  pa.py_buffer(np.ascontiguousarray(matrix))])
+
+
+def _digits(values: np.ndarray, width: int) -> np.ndarray:
+    out = np.empty((len(values), width), dtype=np.uint8)
+    v = values.astype(np.int64)
+    for pos in range(width - 1, -1, -1):
+        v, out[:, pos] = np.divmod(v, 10)
+    return out
+
+
+def _pick(rng: np.random.Generator, values: list[str], n: int) -> pa.Array:
+    return pa.array(values).take(pa.array(rng.integers(0, len(values), n)))
+
+
+def make_rows(rows: int, seed: int = 2026) -> pa.Table:
+    """The 15 columns as the standards type them (collection would refuse anything else)."""
+    rng = np.random.default_rng(seed)
+    first, last = np.datetime64("1940-01-01"), np.datetime64("2020-12-31")
+    birth = first + rng.integers(0, int((last - first).astype(np.int64)) + 1, rows).astype("timedelta64[D]")
+    year = birth.astype("datetime64[Y]").astype(np.int64) + 1970
+    month_start = birth.astype("datetime64[M]")
+    ymd = year * 10_000 + (month_start.astype(np.int64) % 12 + 1) * 100 + (birth - month_start).astype(np.int64) + 1
+    division = np.array(DIVISIONS)[rng.integers(0, len(DIVISIONS), rows)]
+    sequence = rng.integers(0, 1000, rows)
+    body = np.concatenate([_digits(division.astype(np.int64), 6), _digits(ymd, 8), _digits(sequence, 3)], axis=1)
+    check = ID_CHARS[(body.astype(np.int32) * ID_WEIGHTS).sum(axis=1) % 11]
+    ids = np.concatenate([body + np.uint8(ord("0")), check[:, None]], axis=1)
+    mobile = np.concatenate([np.full((rows, 1), ord("1"), np.uint8),
+                             (rng.integers(3, 10, rows).astype(np.uint8) + ord("0"))[:, None],
+                             _digits(rng.integers(0, 10**9, rows), 9) + np.uint8(ord("0"))], axis=1)
+    one_char = pa.array(rng.random(rows) < 0.3)
+    name = pc.binary_join_element_wise(_pick(rng, SURNAMES, rows), _pick(rng, GIVEN, rows),
+                                       pc.if_else(one_char, "", _pick(rng, GIVEN, rows)), "")
+    division_arr = pa.array(division)
+    address = pc.binary_join_element_wise("示范市", division_arr, "区", _pick(rng, STREETS, rows),
+                                          pa.array(rng.integers(1, 999, rows)).cast(pa.string()), "号", "")
+    missing = pa.scalar(None, pa.string())
+    insured = np.datetime64("1995-01-01") + rng.integers(0, 11_000, rows).astype("timedelta64[D]")
+    update = np.datetime64("2025-01-01T00:00:00") + rng.integers(0, 365 * 86_400, rows).astype("timedelta64[s]")
+    return pa.table({
+        "sfzhm": _strings(ids),
+        "xm": name,
+        "xbdm": pa.array(np.where(sequence % 2 == 1, "1", "2")),
+        "csrq": pa.array(birth),
+        "mzdm": pc.if_else(pa.array(rng.random(rows) < 0.91), "01", _pick(rng, ETHNIC, rows)),
+        "xzqhdm": division_arr,
+        "sjhm": _strings(mobile),
+        "jzdz": address,
+        "hh": pa.array(rng.integers(100_000_000, 1_000_000_000, rows)).cast(pa.string()),
+        "whcddm": pc.if_else(pa.array(rng.random(rows) < 0.10), missing, _pick(rng, EDUCATION, rows)),
+        "jtrks": pa.array(rng.integers(1, 9, rows)),
+        "jzmj": pa.array(np.round(rng.uniform(20, 300, rows), 2)),
+        "cbrq": pa.array(insured, mask=rng.random(rows) < 0.15),
+        "jzrs": pa.array(rng.integers(1, 11, rows)),
+        "gxsj": pa.array(update),
+    })
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Set-up: catalog, delivery, request → approvals → grant → credential
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _ok(response, expect: int = 200) -> dict:  # noqa: ANN001
+    if response.status_code != expect:
+        raise SystemExit(f"set-up failed: {response.request.method} {response.request.url} → "
+                         f"{response.status_code} {response.text[:500]}")
+    return response.json()
+
+
+def setup(data_dir: Path, rows: int, secret: str) -> dict:
+    from fastapi.testclient import TestClient
+    from sqlalchemy import select, update
+
+    from catalog import collection
+    from catalog.app import create_app
+    from catalog.auth import Principal, issue_token
+    from catalog.db import Database
+    from catalog.migrate import upgrade
+    from catalog.models import User
+    from catalog.search import CatalogSearch, backend_for
+    from catalog.service import find_dataset
+    from catalog.settings import Settings
+    from catalog.storage import storage_for
+    from seeds.loader import seed
+    from sharing.models import Grant
+
+    timings: dict[str, float] = {}
+    settings = Settings(data_dir=data_dir, secret_key=secret, rate_limit_storage="memory://")
+    db = Database(settings.resolved_database_url())
+    t = time.perf_counter()
+    upgrade(db.engine)
+    with db.session() as s:
+        seed(s, CatalogSearch(backend_for(db.dialect)))
+    with db.session() as s:
+        users = {u.username: u for u in s.execute(select(User)).scalars()}
+        tokens = {name: issue_token(s, secret, users[name], "bench", 1)[1]
+                  for name in ("gaj_publisher", "rsj_consumer", "steward")}
+    timings["init_seed_s"] = time.perf_counter() - t
+
+    app = create_app(settings, database=db)
+    with TestClient(app) as client:
+        body = {
+            "name": "网关基准人口与参保样本", "summary": "共享网关基准测试用的合成人口、住房与参保数据（15 个数据项）。",
+            "keywords": ["基准测试", "共享网关"], "category": "主题库", "topic": "公共安全",
+            "share_type": "有条件共享", "share_condition": "仅限基准测试：因履行法定职责需要核验身份的部门经审核后使用",
+            "share_method": "接口", "open_type": "禁止开放", "update_cycle": "不定期", "security_grade": "L3",
+            "items": [{"code": code, "name": name, "element": element, "source": "reference",
+                       "is_key": code == "sfzhm", "required": code in ("sfzhm", "xm", "xzqhdm")}
+                      for code, name, element in ITEMS],
+        }
+        code = _ok(client.post("/api/v1/datasets", json=body, headers=_bearer(tokens["gaj_publisher"])), 201)["code"]
+
+        t = time.perf_counter()
+        table = make_rows(rows)
+        timings["generate_s"] = time.perf_counter() - t
+        source = data_dir / "delivery.parquet"
+        pq.write_table(table, source, row_group_size=131_072)
+        del table
+        t = time.perf_counter()
+        with db.session() as s:
+            publisher = Principal.of(s.execute(select(User).where(User.username == "gaj_publisher")).scalar_one())
+            result = collection.deliver(s, storage_for(settings.resolved_storage_root()), publisher,
+                                        find_dataset(s, code),
+                                        collection.Delivery(kind="cli", name=source.name, path=source,
+                                                            file_format="parquet"))
+            version, version_rows = result.version.version, result.version.row_count
+        timings["deliver_s"] = time.perf_counter() - t
+        source.unlink()
+
+        quotas = {"requests_per_minute": 1_000_000, "rows_per_day": 10**10}  # the largest DecisionIn allows
+        row_filter = [{"field": "xzqhdm", "op": "in", "value": SCOPE_DIVISIONS}]
+        valid_until = (time.strftime("%Y-%m-%d", time.localtime(time.time() + 30 * 86_400)))
+        req = _ok(client.post("/api/v1/share-requests", headers=_bearer(tokens["rsj_consumer"]), json={
+            "dataset": code, "purpose": "共享网关性能基准", "scenario": "按授权范围分页读取",
+            "basis": "基准测试（合成数据）", "fields": GRANTED, "row_filter": row_filter, "valid_until": valid_until,
+            "expected_volume": 10**9}), 201)
+        req = _ok(client.post(f"/api/v1/share-requests/{req['id']}/decisions", headers=_bearer(tokens["gaj_publisher"]),
+                              json={"action": "approve", "reason": "同意", **quotas}))
+        stages = [req["status"]]
+        if req["status"] == "pending_steward":
+            req = _ok(client.post(f"/api/v1/share-requests/{req['id']}/decisions", headers=_bearer(tokens["steward"]),
+                                  json={"action": "approve", "reason": "符合性审查通过", **quotas}))
+            stages.append(req["status"])
+        if req["status"] != "approved" or not req["grant_id"]:
+            raise SystemExit(f"set-up failed: request not approved: {req['status']}")
+        grant_id = req["grant_id"]
+        grant = _ok(client.get(f"/api/v1/grants/{grant_id}", headers=_bearer(tokens["rsj_consumer"])))
+        if (grant["requests_per_minute"], grant["rows_per_day"]) != (quotas["requests_per_minute"], quotas["rows_per_day"]):
+            with db.session() as s:  # not expected: the steward's decision carries the quotas
+                s.execute(update(Grant).where(Grant.id == grant_id).values(**quotas))
+        credential = _ok(client.post(f"/api/v1/grants/{grant_id}/credentials",
+                                     headers=_bearer(tokens["rsj_consumer"])), 201)["credential"]
+    db.dispose()
+    return {"code": code, "version": version, "rows": version_rows, "grant_id": grant_id, "credential": credential,
+            "stages": stages, "row_filter": row_filter, "db_url": settings.resolved_database_url(),
+            "timings": {k: round(v, 1) for k, v in timings.items()}}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# In-process: direct pyarrow read vs our path, per page, and a per-step breakdown
+
+
+class _FakeApp:
+    def __init__(self, runtime, db):  # noqa: ANN001
+        self.state = type("State", (), {"gateway": runtime, "db": db})()
+
+
+def _per_call_us(fn, n: int) -> float:  # noqa: ANN001
+    t = time.perf_counter_ns()
+    for i in range(n):
+        fn(i)
+    return (time.perf_counter_ns() - t) / n / 1000
+
+
+def _best_of(passes: int, fn, n: int) -> float:  # noqa: ANN001
+    """µs per call: the best of `passes` passes of n calls (the least disturbed by the rest of the machine)."""
+    return min(_per_call_us(fn, n) for _ in range(passes))
+
+
+async def _in_flight(call, items: list, inflight: int) -> float:  # noqa: ANN001
+    """Wall seconds to await call(item) for every item with `inflight` of them outstanding at a time."""
+    it = iter(items)
+
+    async def worker() -> None:
+        for item in it:
+            await call(item)
+
+    t = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(inflight)))
+    return time.perf_counter() - t
+
+
+def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noqa: ANN001
+    """Run with the server stopped: every figure here has the machine to itself."""
+    from starlette.requests import Request
+
+    from catalog.db import Database
+    from catalog.storage import storage_for
+    from sharing.engine import bind_conditions, page_json, parse_conditions, to_expression
+    from sharing.gateway import GatewayRuntime, audit_entry, grant_specs
+    from sharing.gateway_endpoints import read_rows
+
+    db = Database(info["db_url"])
+    rt = GatewayRuntime(db, settings, storage_for(settings.resolved_storage_root()))
+    code, version, cred = info["code"], info["version"], info["credential"]
+    out: dict[str, Any] = {}
+    try:
+        caller = rt.authenticate(cred)
+        t = time.perf_counter()
+        table = rt.version_table(caller.dataset_id, version)
+        out["read_version_s"] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        scope = rt.grant_scope(caller, version, grant_specs(caller))
+        out["scope_build_ms"] = round((time.perf_counter() - t) * 1000, 1)
+        scope_rows = scope.table.num_rows
+        if scope.masked != EXPECTED_MASKS:
+            raise SystemExit(f"unexpected masking in the grant's scope: {scope.masked}")
+
+        # The direct read: the same filter on the same decoded version, the same 8 columns, no masking. Built once,
+        # like the scope (per-request filtering of the whole table is timed apart, for reference).
+        expr = to_expression(bind_conditions(parse_conditions(caller.row_filter), table.schema, allowed=None))
+        t = time.perf_counter()
+        direct = table.filter(expr).select(caller.fields).combine_chunks()
+        out["direct_filter_ms"] = round((time.perf_counter() - t) * 1000, 1)
+        if direct.num_rows != scope_rows:
+            raise SystemExit(f"direct filter gives {direct.num_rows} rows, the scope {scope_rows}")
+
+        # Every page of the scope with the cursor a client would send (signed as the server signs them).
+        pages: list[tuple[int, str | None]] = []
+        bodies: dict[str, bytes] = {}
+        cursor = None
+        while True:
+            page = rt.serve(scope, scope_id=("grant", caller.grant_id), version=version, fmt="json", columns=None,
+                            filters=[], sort=None, limit=PAGE_ROWS, cursor=cursor, rows_left=None,
+                            meta={"dataset": code, "grant_id": caller.grant_id})
+            doc = orjson.loads(page.body)
+            pages.append((doc["offset"], cursor))
+            bodies[cursor or ""] = page.body
+            cursor = doc["next_cursor"]
+            if not cursor:
+                break
+        n_pages = len(pages)
+        out["pages_in_scope"] = n_pages
+        out["page_json_bytes"] = round(statistics.mean(len(b) for b in bodies.values()))
+        check_masking(orjson.loads(bodies[""])["rows"], direct.slice(0, PAGE_ROWS).to_pylist())
+
+        meta = {"dataset": code, "version": version, "columns": caller.fields, "total": scope_rows}
+
+        def direct_json(i: int) -> bytes:
+            off = pages[i % n_pages][0]
+            part = direct.slice(off, PAGE_ROWS)
+            return page_json(part, {**meta, "offset": off, "count": part.num_rows})
+
+        def direct_pylist(i: int) -> bytes:
+            off = pages[i % n_pages][0]
+            part = direct.slice(off, PAGE_ROWS)
+            return orjson.dumps({**meta, "offset": off, "count": part.num_rows, "rows": part.to_pylist()})
+
+        def serve(i: int):  # noqa: ANN202
+            return rt.serve(scope, scope_id=("grant", caller.grant_id), version=version, fmt="json", columns=None,
+                            filters=[], sort=None, limit=PAGE_ROWS, cursor=pages[i % n_pages][1], rows_left=10**9,
+                            meta={"dataset": code, "grant_id": caller.grant_id})
+
+        n = n_pages * 2
+        for f in (direct_json, direct_pylist, serve):
+            _per_call_us(f, n_pages)  # warm-up: views, caches, lazily compiled code
+        steps = {
+            "direct_json": _best_of(passes, direct_json, n),
+            "direct_to_pylist": _best_of(passes, direct_pylist, n),
+            "serve": _best_of(passes, serve, n),
+            "authenticate": _best_of(passes, lambda i: rt.authenticate(cred), 2000),
+            "check_rate": _best_of(passes, lambda i: rt.check_rate(caller.grant_id, caller.requests_per_minute), 2000),
+            "rows_left_today": _best_of(passes, lambda i: rt.rows_left_today(caller.grant_id, caller.rows_per_day),
+                                        2000),
+            "spend_rows": _best_of(passes, lambda i: rt.spend_rows(caller.grant_id, caller.rows_per_day, 1), 2000),
+            "grant_scope_cached": _best_of(passes, lambda i: rt.grant_scope(caller, version, grant_specs(caller)),
+                                           2000),
+            "audit_entry_dict": _best_of(passes, lambda i: audit_entry(caller, "rows", 200, {"n": i}), 2000),
+        }
+        # serve() = page_json of the sliced output + its bookkeeping (fingerprint, cursor HMACs, view lookup, meta).
+        from sharing.engine import OBJECTION_COLUMN, output_table
+        slices = [output_table(scope.table.slice(off, PAGE_ROWS).select([*caller.fields, OBJECTION_COLUMN]))
+                  for off, _ in pages]
+        steps["serve_page_json_part"] = _best_of(passes, lambda i: page_json(slices[i % n_pages], meta), n)
+
+        loop = asyncio.new_event_loop()
+        try:
+            def entry(i: int) -> dict:
+                return audit_entry(caller, "rows", 200, {"format": "json", "columns": None, "filter": [],
+                                                         "sort": None, "limit": PAGE_ROWS, "cursor": True,
+                                                         "version": None, "dataset": code,
+                                                         "credential_id": caller.credential_id, "rows": PAGE_ROWS,
+                                                         "bytes": 23_000})
+
+            async def serve_audit(i: int) -> None:
+                serve(i)
+                await rt.audit.write(entry(i))
+
+            async def audit_only(i: int) -> None:
+                await rt.audit.write(entry(i))
+
+            scope_headers = [(b"authorization", f"Bearer {cred}".encode())]
+            fake_app = _FakeApp(rt, db)
+
+            async def endpoint(i: int) -> None:
+                request = Request({"type": "http", "method": "GET", "path": f"/gateway/v1/datasets/{code}/rows",
+                                   "headers": scope_headers, "query_string": b"", "app": fake_app})
+                response = await read_rows(request, code, format="json", columns=None, filters=[], sort=None,
+                                           limit=PAGE_ROWS, cursor=pages[i % n_pages][1], version=None)
+                if response.status_code != 200:
+                    raise SystemExit(f"in-process endpoint answered {response.status_code}")
+
+            items = list(range(n))
+            loop.run_until_complete(_in_flight(serve_audit, items[:n_pages], inflight))  # warm-up (writer thread)
+            seq_n = min(500, n)
+            concurrent = {
+                "serve_audit": min(loop.run_until_complete(_in_flight(serve_audit, items, inflight))
+                                   for _ in range(passes)) / n * 1e6,
+                "audit_only": min(loop.run_until_complete(_in_flight(audit_only, items, inflight))
+                                  for _ in range(passes)) / n * 1e6,
+                "endpoint": min(loop.run_until_complete(_in_flight(endpoint, items, inflight))
+                                for _ in range(passes)) / n * 1e6,
+                # One in flight: each entry waits for its own commit (fsync) — the latency floor of a lone caller.
+                "audit_one_in_flight": loop.run_until_complete(_in_flight(audit_only, items[:seq_n], 1)) / seq_n * 1e6,
+            }
+        finally:
+            loop.close()
+        out["steps_us"] = {k: round(v, 1) for k, v in steps.items()}
+        out["in_flight_us"] = {k: round(v, 1) for k, v in concurrent.items()}
+        out["inflight"] = inflight
+        out["scope_rows"] = scope_rows
+        out["pages"] = pages
+        out["bodies"] = bodies
+        out["direct_table"] = direct
+    finally:
+        rt.close()
+        db.dispose()
+    return out
+
+
+def check_masking(served: list[dict], plain: list[dict]) -> None:
+    """The first page: unmasked columns equal the direct read, masked ones follow DOMAIN.md's masking."""
+    if len(served) != len(plain):
+        raise SystemExit("masking check: page sizes differ")
+    for got, want in zip(served, plain):
+        sid, name = want["sfzhm"], want["xm"]
+        expected = {**want, "sfzhm": sid[:6] + "*" * (len(sid) - 10) + sid[-4:],
+                    "xm": name[0] + "*" * (len(name) - 1)}
+        for key, value in expected.items():
+            have = got[key]
+            if hasattr(value, "isoformat"):
+                value = value.isoformat()
+            if have != value:
+                raise SystemExit(f"masking check: column {key}: served {have!r}, expected {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Servers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A server subprocess in its own process group; stopped with SIGINT (uvicorn's graceful shutdown)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], port: int, log: Path):
+        self.port = port
+        self.log = log
+        self._fh = log.open("wb")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._fh, stderr=subprocess.STDOUT, cwd=str(ROOT),
+                                     start_new_session=True)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"server not ready after {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def workers(self) -> list[int]:
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except OSError:
+            return []
+        return [int(p) for p in children]
+
+    def stop(self, timeout: float = 30) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)  # our own group only (start_new_session)
+                    self.proc.wait()
+        self._fh.close()
+        return self.proc.returncode
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[pid] = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def baseline_app():  # noqa: ANN201 - uvicorn factory for the baseline servers (see --serve-baseline)
+    """A plain FastAPI app on the same path: `static` answers the pre-built bytes of each page; `direct` slices the
+    pre-filtered, unmasked 8-column table and encodes it with the gateway's own orjson encoder."""
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+
+    from sharing.engine import page_json
+
+    with open(os.environ["ODH_BENCH_BASELINE"], "rb") as fh:
+        data = pickle.load(fh)
+    app = FastAPI()
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    if data["mode"] == "static":
+        bodies = data["bodies"]
+
+        @app.get("/gateway/v1/datasets/{code}/rows", response_class=Response)
+        async def static_rows(code: str, limit: int = 100, cursor: str | None = None) -> Response:
+            return Response(bodies[cursor or ""], media_type="application/json")
+    else:
+        table = pq.read_table(data["table_path"]).combine_chunks()
+        offsets, meta = data["offsets"], data["meta"]
+
+        @app.get("/gateway/v1/datasets/{code}/rows", response_class=Response)
+        async def direct_rows(code: str, limit: int = 100, cursor: str | None = None) -> Response:
+            off = offsets[cursor or ""]
+            part = table.slice(off, limit)
+            return Response(page_json(part, {**meta, "offset": off, "count": part.num_rows}),
+                            media_type="application/json")
+    return app
+
+
+def serve_baseline(port: int, workers: int) -> None:
+    import uvicorn
+
+    uvicorn.run("gateway:baseline_app", factory=True, host="127.0.0.1", port=port, workers=workers,
+                log_level="warning", app_dir=str(BENCH_DIR))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Load
+
+
+WRK_SCRIPT = r"""
+local paths = {}
+for line in io.lines("%(paths)s") do paths[#paths + 1] = line end
+local threads = {}
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("id", counter)
+  table.insert(threads, thread)
+end
+local requests, idx
+function init(args)
+  requests = {}
+  for i, p in ipairs(paths) do requests[i] = wrk.format(nil, p) end
+  idx = ((id or 1) * 7919) %% #requests
+end
+function request()
+  idx = idx %% #requests + 1
+  return requests[idx]
+end
+function done(summary, latency, reqs)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests":%%d,"duration_us":%%d,"bytes":%%d,"connect_errors":%%d,' ..
+    '"read_errors":%%d,"write_errors":%%d,"status_errors":%%d,"timeouts":%%d,"p50_us":%%d,"p90_us":%%d,' ..
+    '"p99_us":%%d,"p999_us":%%d,"max_us":%%d,"mean_us":%%.1f}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
+    latency.max, latency.mean))
+end
+"""
+
+
+def run_wrk(port: int, paths_file: Path, script: Path, credential: str, threads: int, connections: int,
+            duration: float) -> dict:
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s", "-s", str(script),
+            "-H", f"Authorization: Bearer {credential}", f"http://127.0.0.1:{port}/"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    r = json.loads(line[len("WRKJSON "):])
+    seconds = r["duration_us"] / 1e6
+    return {"tool": "wrk", "requests": r["requests"], "seconds": round(seconds, 2),
+            "pages_per_s": round(r["requests"] / seconds), "mb_per_s": round(r["bytes"] / seconds / 1e6, 1),
+            "p50_ms": round(r["p50_us"] / 1000, 2), "p90_ms": round(r["p90_us"] / 1000, 2),
+            "p99_ms": round(r["p99_us"] / 1000, 2), "p999_ms": round(r["p999_us"] / 1000, 2),
+            "max_ms": round(r["max_us"] / 1000, 1),
+            "non_2xx": r["status_errors"],
+            "socket_errors": r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"],
+            "client_cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1)}
+
+
+def _httpx_load(port: int, paths: list[str], credential: str, connections: int, duration: float, out) -> None:  # noqa: ANN001
+    """The fallback load generator when wrk is missing: httpx.AsyncClient in its own process."""
+    import httpx
+
+    async def main() -> dict:
+        lat: list[float] = []
+        status_errors = socket_errors = 0
+        nbytes = 0
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=10,
+                                     headers=_bearer(credential)) as client:
+            stop = time.perf_counter() + duration
+
+            async def worker(k: int) -> None:
+                nonlocal status_errors, socket_errors, nbytes
+                i = k * 7919
+                while time.perf_counter() < stop:
+                    i += 1
+                    t = time.perf_counter()
+                    try:
+                        r = await client.get(paths[i % len(paths)])
+                    except httpx.HTTPError:
+                        socket_errors += 1
+                        continue
+                    lat.append(time.perf_counter() - t)
+                    nbytes += len(r.content)
+                    if not 200 <= r.status_code < 400:
+                        status_errors += 1
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker(k) for k in range(connections)))
+            seconds = time.perf_counter() - t0
+        a = np.array(lat) * 1000
+        return {"tool": "httpx (fallback: wrk not found)", "requests": len(lat), "seconds": round(seconds, 2),
+                "pages_per_s": round(len(lat) / seconds), "mb_per_s": round(nbytes / seconds / 1e6, 1),
+                "p50_ms": round(float(np.percentile(a, 50)), 2), "p90_ms": round(float(np.percentile(a, 90)), 2),
+                "p99_ms": round(float(np.percentile(a, 99)), 2), "p999_ms": round(float(np.percentile(a, 99.9)), 2),
+                "max_ms": round(float(a.max()), 1), "non_2xx": status_errors, "socket_errors": socket_errors}
+
+    out.put(asyncio.run(main()))
+
+
+def run_load(port: int, paths: list[str], paths_file: Path, script: Path, credential: str, args) -> dict:  # noqa: ANN001
+    if shutil.which("wrk"):
+        return run_wrk(port, paths_file, script, credential, args.threads, args.connections, args.duration)
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_httpx_load, args=(port, paths, credential, args.connections, args.duration, q))
+    p.start()
+    result = q.get(timeout=args.duration + 120)
+    p.join()
+    return result
+
+
+def load_phase(server: Server, paths: list[str], paths_file: Path, script: Path, credential: str, args,  # noqa: ANN001
+               redis_url: str | None = None) -> dict:
+    """Warm-up (every worker gets connections and builds what it caches), then the measured run with CPU shares."""
+    warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
+    w = run_load(server.port, paths, paths_file, script, credential, warm)
+    if w["non_2xx"] or w["socket_errors"]:
+        raise SystemExit(f"warm-up: {w['non_2xx']} non-2xx responses, {w['socket_errors']} socket errors")
+    pids = server.workers()
+    before = cpu_seconds(pids)
+    redis_before = _redis_cpu(redis_url)
+    busy_before = machine_busy_s()
+    result = run_load(server.port, paths, paths_file, script, credential, args)
+    busy = machine_busy_s() - busy_before
+    after = cpu_seconds(pids)
+    result["server_cpu_s"] = sorted((round(after[p] - before[p], 1) for p in after if p in before), reverse=True)
+    ours = sum(after[p] - before[p] for p in after if p in before) + result.get("client_cpu_s", 0)
+    if redis_url:
+        result["redis_cpu_s"] = round(_redis_cpu(redis_url) - redis_before, 1)
+        ours += result["redis_cpu_s"]
+    # CPU the rest of the machine took while we measured (other processes on the shared cores).
+    result["machine_busy_cores"] = round(busy / result["seconds"], 2)
+    result["other_cpu_s"] = round(max(0.0, busy - ours), 1)
+    result["warmup_requests"] = w["requests"]
+    return result
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores have spent busy since boot (/proc/stat: everything but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def background_busy(seconds: float = 2.0) -> float:
+    """Cores kept busy by other processes right now (nothing of ours is running while this samples)."""
+    before = machine_busy_s()
+    time.sleep(seconds)
+    return (machine_busy_s() - before) / seconds
+
+
+def _redis_cpu(url: str | None) -> float:
+    if not url:
+        return 0.0
+    import redis
+
+    info = redis.Redis.from_url(url).info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file over an iterator of byte chunks, so pyarrow decodes the stream while it arrives."""
+
+    def __init__(self, chunks):  # noqa: ANN001
+        self.chunks = chunks
+        self.buf = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # noqa: ANN001
+        while not self.buf:
+            try:
+                self.buf = memoryview(next(self.chunks))
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self.buf))
+        b[:n] = self.buf[:n]
+        self.buf = self.buf[n:]
+        return n
+
+
+def arrow_reads(port: int, code: str, credential: str, repeat: int, scope_rows: int) -> dict:
+    import httpx
+
+    runs = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=_bearer(credential), timeout=120) as client:
+        for i in range(repeat + 1):  # the first read is a warm-up
+            t = time.perf_counter()
+            with client.stream("GET", f"/gateway/v1/datasets/{code}/rows", params={"format": "arrow"}) as r:
+                if r.status_code != 200:
+                    raise SystemExit(f"arrow read: {r.status_code} {r.read()[:300]!r}")
+                reader = pa.ipc.open_stream(io.BufferedReader(_ChunkReader(r.iter_raw()), 1 << 20))
+                table = reader.read_all()
+                nbytes = r.num_bytes_downloaded
+            seconds = time.perf_counter() - t
+            if i:
+                runs.append((seconds, nbytes, table.num_rows))
+    if any(rows != scope_rows for _, _, rows in runs):
+        raise SystemExit(f"arrow read returned {runs[0][2]} rows, the scope has {scope_rows}")
+    masked = table.column("sfzhm")[0].as_py()
+    if "*" not in masked or table.column_names[:len(GRANTED)] != GRANTED:
+        raise SystemExit(f"arrow read: unexpected columns or unmasked values: {table.column_names}, {masked}")
+    best = min(runs)
+    mb_s = [b / s / 1e6 for s, b, _ in runs]
+    return {"repeat": repeat, "bytes": best[1], "rows": best[2], "mb_per_s": round(statistics.median(mb_s)),
+            "mb_per_s_best": round(max(mb_s)), "seconds_median": round(statistics.median(s for s, _, _ in runs), 3)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Audit
+
+
+def audit_head(db_url: str) -> int:
+    from sqlalchemy import create_engine, func, select
+
+    from sharing.models import AuditEntry
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.coalesce(func.max(AuditEntry.seq), 0))).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def audit_window(db_url: str, after: int, upto: int) -> dict:
+    from sqlalchemy import create_engine, func, select
+
+    from sharing.models import AuditEntry
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(AuditEntry.action, AuditEntry.status, func.count())
+                                .where(AuditEntry.seq > after, AuditEntry.seq <= upto)
+                                .group_by(AuditEntry.action, AuditEntry.status)).all()
+    finally:
+        engine.dispose()
+    return {f"{action}:{status}": count for action, status, count in rows}
+
+
+def verify_chain(db_url: str) -> dict:
+    from catalog.db import Database
+    from sharing.audit import verify
+
+    db = Database(db_url)
+    t = time.perf_counter()
+    try:
+        with db.session() as s:
+            result = verify(s)
+    finally:
+        db.dispose()
+    return {"ok": result.ok, "checked": result.checked, "head_seq": result.head_seq,
+            "problems": [p.message for p in result.problems[:5]], "seconds": round(time.perf_counter() - t, 1)}
+
+
+def redis_keys(url: str, grant_id: int) -> list[bytes]:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = []
+    for name in ("grant", "grant-rows"):
+        keys += list(client.scan_iter(match=f"LIMITS:LIMITER/{name}/{grant_id}/*", count=1000))
+    return keys
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--duration", type=float, default=20, help="seconds of each measured load run")
+    ap.add_argument("--warmup", type=float, default=3, help="seconds of load before each measured run")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="wrk threads")
+    ap.add_argument("--connections", type=int, default=64, help="wrk connections")
+    ap.add_argument("--arrow-repeat", type=int, default=5)
+    ap.add_argument("--passes", type=int, default=3, help="in-process timing passes (best is reported)")
+    ap.add_argument("--inflight", type=int, default=64, help="in-process pages in flight (as wrk's connections)")
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379", help="rate-limit storage of the server")
+    ap.add_argument("--no-http-baseline", action="store_true", help="skip the two baseline servers")
+    ap.add_argument("--data-dir", type=Path, default=None, help="default: a new temporary directory")
+    ap.add_argument("--keep", action="store_true", help="keep the data directory")
+    ap.add_argument("--serve-baseline", type=int, default=None, help=argparse.SUPPRESS)  # internal: port
+    args = ap.parse_args()
+    if args.serve_baseline:
+        serve_baseline(args.serve_baseline, args.workers)
+        return
+
+    if args.data_dir is None:
+        data_dir = Path(tempfile.mkdtemp(prefix="odh-bench-gateway-"))
+    else:
+        data_dir = args.data_dir.resolve()
+        if data_dir.exists() and any(data_dir.iterdir()):
+            raise SystemExit(f"--data-dir {data_dir} is not empty")
+        data_dir.mkdir(parents=True, exist_ok=True)
+    secret = "bench-gateway-" + os.urandom(12).hex()
+    figures: dict[str, Any] = {"rows": args.rows, "workers": args.workers, "duration_s": args.duration,
+                               "threads": args.threads, "connections": args.connections, "cores": os.cpu_count()}
+    figures["background_busy_cores_at_start"] = round(background_busy(), 2)
+    if figures["background_busy_cores_at_start"] > 0.2:
+        print(f"WARNING other processes keep {figures['background_busy_cores_at_start']} cores busy: the figures "
+              f"will be low (see other_cpu_s in each load run)", flush=True)
+    failures: list[str] = []
+    servers: list[Server] = []
+    preexisting_keys: list[bytes] = []
+    info: dict = {}
+    try:
+        # 1. Set-up
+        t = time.perf_counter()
+        info = setup(data_dir, args.rows, secret)
+        figures["setup"] = {**info["timings"], "total_s": round(time.perf_counter() - t, 1),
+                            "dataset": info["code"], "approvals": info["stages"]}
+        figures["version_rows"] = info["rows"]
+        print(f"set-up {figures['setup']['total_s']} s: {info['code']} v{info['version']}, {info['rows']:,} rows × "
+              f"{len(ITEMS)} items (generate {info['timings']['generate_s']} s, collect "
+              f"{info['timings']['deliver_s']} s); grant {info['grant_id']}: {len(GRANTED)} columns "
+              f"({', '.join(GRANTED)}), masked {EXPECTED_MASKS}, row filter xzqhdm in {len(SCOPE_DIVISIONS)} of "
+              f"{len(DIVISIONS)} division codes", flush=True)
+        if args.redis:
+            preexisting_keys = redis_keys(args.redis, info["grant_id"])
+            if preexisting_keys:
+                print(f"note: {len(preexisting_keys)} rate-limit keys for grant {info['grant_id']} already exist in "
+                      f"{args.redis}; they will be left in place")
+
+        # 2. In-process, with nothing else running
+        from catalog.settings import Settings
+
+        settings = Settings(data_dir=data_dir, secret_key=secret, rate_limit_storage=args.redis or "memory://")
+        seq0 = audit_head(info["db_url"])
+        ip = in_process(info, settings, args.passes, args.inflight)
+        figures["scope_rows"] = ip["scope_rows"]
+        figures["page_json_bytes"] = ip["page_json_bytes"]
+        figures["in_process"] = {k: ip[k] for k in ("read_version_s", "scope_build_ms", "direct_filter_ms",
+                                                    "pages_in_scope", "steps_us", "in_flight_us", "inflight")}
+        steps, flight = ip["steps_us"], ip["in_flight_us"]
+        direct_us, gateway_us = steps["direct_json"], flight["serve_audit"]
+        figures["direct_us"] = direct_us
+        figures["gateway_us"] = gateway_us
+        figures["endpoint_us"] = flight["endpoint"]
+        figures["overhead_pct"] = round((gateway_us - direct_us) / direct_us * 100, 1)
+        figures["endpoint_overhead_pct"] = round((flight["endpoint"] - direct_us) / direct_us * 100, 1)
+        print(f"in-process: scope {ip['scope_rows']:,} rows built in {ip['scope_build_ms']} ms "
+              f"(direct filter {ip['direct_filter_ms']} ms); {ip['pages_in_scope']} pages of ~"
+              f"{ip['page_json_bytes']:,} B", flush=True)
+
+        # Paths for the load generator: every page of the scope, by its cursor.
+        paths = [f"/gateway/v1/datasets/{info['code']}/rows?limit={PAGE_ROWS}" + (f"&cursor={c}" if c else "")
+                 for _, c in ip["pages"]]
+        paths_file = data_dir / "bench-paths.txt"
+        paths_file.write_text("\n".join(paths) + "\n")
+        script = data_dir / "bench-pages.lua"
+        script.write_text(WRK_SCRIPT % {"paths": str(paths_file)})
+
+        # 3. The gateway under load
+        port = free_port()
+        opendata = Path(sys.executable).with_name("opendata")
+        argv = ([str(opendata)] if opendata.exists() else [sys.executable, "-m", "catalog.cli"]) + \
+            ["serve", "--workers", str(args.workers), "--port", str(port), "--data-dir", str(data_dir)]
+        env = {**os.environ, "ODH_SECRET_KEY": secret, "ODH_RATE_LIMIT_STORAGE": args.redis or "memory://"}
+        env.pop("DATABASE_URL", None)
+        env.pop("ODH_DATABASE_URL", None)
+        server = Server(argv, env, port, data_dir / "bench-server.log")
+        servers.append(server)
+        server.wait_ready()
+        import httpx
+
+        first = httpx.get(f"http://127.0.0.1:{port}{paths[1]}", headers=_bearer(info["credential"]), timeout=30)
+        if first.status_code != 200 or first.content != ip["bodies"][ip["pages"][1][1]]:
+            raise SystemExit(f"the server's page differs from the in-process one: {first.status_code} "
+                             f"{first.text[:300]}")
+        seq1 = audit_head(info["db_url"])
+        load = load_phase(server, paths, paths_file, script, info["credential"], args, args.redis)
+        time.sleep(1)  # requests in flight when the load generator stopped are still answered (and audited)
+        seq2 = audit_head(info["db_url"])
+        window = audit_window(info["db_url"], seq1, seq2)
+        figures["gateway_http"] = load
+        figures["pages_per_s"] = load["pages_per_s"]
+        figures["p50_ms"], figures["p99_ms"] = load["p50_ms"], load["p99_ms"]
+        figures["non_2xx"] = load["non_2xx"]
+        answered = load["requests"] + load["warmup_requests"] + 1
+        ok_entries = window.get("rows:200", 0)
+        figures["audit_entries_written"] = sum(window.values())
+        figures["audit_window"] = {"entries": window, "answered_by_client": answered}
+        if load["non_2xx"] or load["socket_errors"]:
+            failures.append(f"gateway load: {load['non_2xx']} non-2xx responses, {load['socket_errors']} socket errors")
+        if ok_entries < answered:
+            failures.append(f"audit: {ok_entries} entries for {answered} answered requests")
+        print(f"gateway {args.workers} workers: {load['pages_per_s']:,} pages/s ({load['requests']:,} in "
+              f"{load['seconds']} s), p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, non-2xx {load['non_2xx']}; "
+              f"CPU s: workers {load['server_cpu_s']}, {load['tool']} {load.get('client_cpu_s', '?')}, "
+              f"redis {load.get('redis_cpu_s', '?')}, other processes {load['other_cpu_s']}", flush=True)
+
+        # 4. Arrow stream, one client
+        arrow = arrow_reads(port, info["code"], info["credential"], args.arrow_repeat, ip["scope_rows"])
+        figures["arrow"] = arrow
+        figures["arrow_mb_s"] = arrow["mb_per_s"]
+        print(f"arrow: {arrow['bytes'] / 1e6:.1f} MB, {arrow['rows']:,} rows: {arrow['mb_per_s']} MB/s median of "
+              f"{arrow['repeat']} (best {arrow['mb_per_s_best']})", flush=True)
+        code = server.stop()
+        servers.remove(server)
+        figures["server_exit_code"] = code
+        seq3 = audit_head(info["db_url"])
+
+        # 5. The same load against the baselines (same framework, same workers)
+        figures["http_baselines"] = {}
+        if not args.no_http_baseline:
+            direct_path = data_dir / "bench-direct.parquet"
+            pq.write_table(ip["direct_table"], direct_path)
+            offsets = {c or "": off for off, c in ip["pages"]}
+            meta = {"dataset": info["code"], "version": info["version"], "columns": GRANTED,
+                    "total": ip["scope_rows"]}
+            for mode in ("static", "direct"):
+                blob = data_dir / f"bench-baseline-{mode}.pickle"
+                with blob.open("wb") as fh:
+                    pickle.dump({"mode": mode, "bodies": ip["bodies"] if mode == "static" else None,
+                                 "table_path": str(direct_path), "offsets": offsets, "meta": meta}, fh)
+                bport = free_port()
+                b = Server([sys.executable, str(Path(__file__).resolve()), "--serve-baseline", str(bport),
+                            "--workers", str(args.workers)], {**os.environ, "ODH_BENCH_BASELINE": str(blob)},
+                           bport, data_dir / f"bench-baseline-{mode}.log")
+                servers.append(b)
+                b.wait_ready()
+                r = load_phase(b, paths, paths_file, script, info["credential"], args)
+                b.stop()
+                servers.remove(b)
+                figures["http_baselines"][mode] = r
+                if r["non_2xx"] or r["socket_errors"]:
+                    failures.append(f"baseline {mode}: {r['non_2xx']} non-2xx, {r['socket_errors']} socket errors")
+                print(f"baseline {mode}: {r['pages_per_s']:,} pages/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms; "
+                      f"CPU s: workers {r['server_cpu_s']}, other processes {r['other_cpu_s']}", flush=True)
+            d = figures["http_baselines"]["direct"]["pages_per_s"]
+            figures["direct_http_pages_per_s"] = d
+            figures["static_http_pages_per_s"] = figures["http_baselines"]["static"]["pages_per_s"]
+            figures["http_overhead_pct"] = round((d / load["pages_per_s"] - 1) * 100, 1)
+
+        # 6. The audit chain after two workers wrote into it
+        chain = verify_chain(info["db_url"])
+        figures["audit_verify_ok"] = chain["ok"]
+        figures["audit_chain"] = chain
+        figures["audit_entries_total"] = chain["checked"]
+        figures["audit_entries_in_process"] = seq1 - seq0
+        figures["audit_entries_server"] = seq3 - seq1
+        if not chain["ok"]:
+            failures.append(f"audit chain broken: {chain['problems']}")
+    finally:
+        for s in servers:
+            s.stop()
+        if args.redis and info.get("grant_id") and not preexisting_keys:
+            try:
+                import redis
+
+                keys = redis_keys(args.redis, info["grant_id"])
+                if keys:
+                    redis.Redis.from_url(args.redis).delete(*keys)
+            except Exception as exc:  # noqa: BLE001
+                print(f"note: could not remove the run's rate-limit keys: {exc}")
+        if args.keep:
+            print(f"data kept in {data_dir}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+    figures["goals"] = {
+        "pages_per_s_ge_3000": {"met": figures["pages_per_s"] >= GOAL_PAGES_PER_S, "measured": figures["pages_per_s"]},
+        "arrow_ge_800_mb_s": {"met": figures["arrow_mb_s"] >= GOAL_ARROW_MB_S, "measured": figures["arrow_mb_s"]},
+        "overhead_lt_20pct": {"met": figures["overhead_pct"] < GOAL_OVERHEAD_PCT, "measured": figures["overhead_pct"]},
+    }
+    figures["failures"] = failures
+    print_summary(figures)
+    print(json.dumps(figures, ensure_ascii=False))
+    if failures:
+        sys.exit(1)
+
+
+def print_summary(f: dict) -> None:
+    ip = f["in_process"]
+    s, fl = ip["steps_us"], ip["in_flight_us"]
+    print(f"\n{f['rows']:,} rows × {len(ITEMS)} columns; grant: {len(GRANTED)} columns, 2 masked, row filter → "
+          f"{f['scope_rows']:,} rows; pages of {PAGE_ROWS} rows (~{f['page_json_bytes']:,} B JSON); "
+          f"{f['workers']} workers on {f['cores']} cores shared with the load generator")
+    print("\nHTTP (wrk {t} threads, {c} connections, {d:g} s)   pages/s    p50 ms   p99 ms   non-2xx".format(
+        t=f["threads"], c=f["connections"], d=f["duration_s"]))
+    rows = [("gateway (scope + mask + quotas + audit)", f["gateway_http"])]
+    for mode, label in (("direct", "direct: slice → same JSON encoder"), ("static", "pre-built bytes (ceiling)")):
+        if mode in f.get("http_baselines", {}):
+            rows.append((label, f["http_baselines"][mode]))
+    for label, r in rows:
+        print(f"  {label:<44} {r['pages_per_s']:>8,} {r['p50_ms']:>8} {r['p99_ms']:>8} {r['non_2xx']:>9}")
+    if "http_overhead_pct" in f:
+        print(f"  gateway vs direct over HTTP: direct serves {f['http_overhead_pct']}% more pages/s")
+    a = f["arrow"]
+    print(f"\nArrow stream, one client: {a['mb_per_s']} MB/s (median of {a['repeat']}, best {a['mb_per_s_best']}), "
+          f"{a['bytes'] / 1e6:.1f} MB, {a['rows']:,} rows in {a['seconds_median']} s")
+    print(f"\nPer page in-process, no HTTP (µs; best of passes)   direct    ours")
+    print(f"  slice → JSON (direct, no masking, no audit)      {s['direct_json']:>7}")
+    print(f"  same with to_pylist (the naive direct read)      {s['direct_to_pylist']:>7}")
+    print(f"  GatewayRuntime.serve on the cached scope                  {s['serve']:>7}"
+          f"   (page_json part {s['serve_page_json_part']})")
+    print(f"  serve + AuditWriter.write awaited, {ip['inflight']} in flight           {fl['serve_audit']:>7}"
+          f"   → overhead {f['overhead_pct']}% vs direct")
+    print(f"  whole endpoint coroutine, {ip['inflight']} in flight                  {fl['endpoint']:>7}"
+          f"   → {f['endpoint_overhead_pct']}% vs direct")
+    print(f"  steps: authenticate {s['authenticate']}, check_rate {s['check_rate']}, rows_left_today "
+          f"{s['rows_left_today']}, spend_rows {s['spend_rows']}, grant_scope (cached) {s['grant_scope_cached']}; "
+          f"audit {fl['audit_only']} per entry at {ip['inflight']} in flight, {fl['audit_one_in_flight']} alone")
+    print(f"  scope build (filter + mask, once per worker and every refresh): {ip['scope_build_ms']} ms")
+    c = f.get("audit_chain", {})
+    print(f"\nAudit: {f.get('audit_entries_written', 0):,} entries in the load window "
+          f"({f['audit_window']['entries']}), {f['audit_window']['answered_by_client']:,} answered; chain "
+          f"{'intact' if c.get('ok') else 'BROKEN'} over {c.get('checked', 0):,} entries ({c.get('seconds')} s)")
+    print("\nGoals:")
+    labels = {"pages_per_s_ge_3000": f"≥ {GOAL_PAGES_PER_S:,} pages/s with {f['workers']} workers",
+              "arrow_ge_800_mb_s": f"Arrow stream ≥ {GOAL_ARROW_MB_S} MB/s to one client",
+              "overhead_lt_20pct": f"scope + mask + audit overhead < {GOAL_OVERHEAD_PCT}% (in-process, vs direct)"}
+    for key, label in labels.items():
+        g = f["goals"][key]
+        print(f"  {label}: {'met' if g['met'] else 'NOT MET'} ({g['measured']})")
+    for failure in f["failures"]:
+        print(f"FAILED {failure}")
+
+
+if __name__ == "__main__":
+    main()
