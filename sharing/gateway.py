@@ -162,6 +162,8 @@ class GatewayRuntime:
         self.scopes = LruCache(64)
         self.audit = AuditWriter(db)
         self.limiter = FixedWindowRateLimiter(storage_from_string(settings.rate_limit_storage))
+        # Counters are keyed by deployment too: several deployments (or test runs) may share one Redis.
+        self.ns = hashlib.sha256(db.url.encode()).hexdigest()[:12]
         self.open_limit = parse(settings.open_rate_limit)
         self.cursor_secret = hashlib.sha256(b"gateway-cursor:" + settings.secret_key.encode()).digest()
         self._build_lock = threading.Lock()
@@ -206,23 +208,23 @@ class GatewayRuntime:
 
     def check_rate(self, grant_id: int, per_minute: int) -> None:
         item = RateLimitItemPerMinute(per_minute)
-        if not self.limiter.hit(item, "grant", str(grant_id)):
-            reset, _ = self.limiter.get_window_stats(item, "grant", str(grant_id))
+        if not self.limiter.hit(item, self.ns, "grant", str(grant_id)):
+            reset, _ = self.limiter.get_window_stats(item, self.ns, "grant", str(grant_id))
             wait = max(1, int(reset - time.time()) + 1)
             raise TooManyRequests(f"调用频率超过授权的每分钟 {per_minute} 次，请 {wait} 秒后再试", wait)
 
     def rows_left_today(self, grant_id: int, rows_per_day: int) -> tuple[int, int]:
         item = RateLimitItemPerDay(rows_per_day)
-        reset, remaining = self.limiter.get_window_stats(item, "grant-rows", str(grant_id))
+        reset, remaining = self.limiter.get_window_stats(item, self.ns, "grant-rows", str(grant_id))
         return remaining, max(1, int(reset - time.time()) + 1)
 
     def spend_rows(self, grant_id: int, rows_per_day: int, rows: int) -> None:
         if rows > 0:
-            self.limiter.hit(RateLimitItemPerDay(rows_per_day), "grant-rows", str(grant_id), cost=rows)
+            self.limiter.hit(RateLimitItemPerDay(rows_per_day), self.ns, "grant-rows", str(grant_id), cost=rows)
 
     def check_open_rate(self, client: str) -> None:
-        if not self.limiter.hit(self.open_limit, "open", client):
-            reset, _ = self.limiter.get_window_stats(self.open_limit, "open", client)
+        if not self.limiter.hit(self.open_limit, self.ns, "open", client):
+            reset, _ = self.limiter.get_window_stats(self.open_limit, self.ns, "open", client)
             wait = max(1, int(reset - time.time()) + 1)
             raise TooManyRequests(f"下载过于频繁（{self.settings.open_rate_limit}），请 {wait} 秒后再试", wait)
 

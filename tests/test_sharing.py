@@ -226,3 +226,19 @@ def test_demo_walkthrough_runs_over_http(client, delivered, db):
     assert sum(line.startswith("7.") for line in said) == 3
     with db.session() as s:
         assert verify(s).ok
+
+
+def test_two_workers_share_one_quota_through_redis(db, settings, tokens, delivered):
+    """Two app instances (as two API worker processes) count one grant's calls in the same Redis."""
+    from fastapi.testclient import TestClient
+
+    from catalog.app import create_app
+    from sharing.models import Grant
+
+    shared = settings.model_copy(update={"rate_limit_storage": "redis://127.0.0.1:6379"})
+    with TestClient(create_app(shared, database=db)) as one, TestClient(create_app(shared, database=db)) as two:
+        req, cred = approved_grant(one, tokens)
+        with db.session() as s:
+            s.get(Grant, req["grant_id"]).requests_per_minute = 3
+        answers = [rows(c, cred, limit=1).status_code for c in (one, two, one, two)]
+    assert answers == [200, 200, 200, 429]
