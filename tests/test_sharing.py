@@ -242,3 +242,31 @@ def test_two_workers_share_one_quota_through_redis(db, settings, tokens, deliver
             s.get(Grant, req["grant_id"]).requests_per_minute = 3
         answers = [rows(c, cred, limit=1).status_code for c in (one, two, one, two)]
     assert answers == [200, 200, 200, 429]
+
+
+def test_response_size_ceiling_trims_arrow_reads_and_hands_back_a_cursor(db, settings, tokens, delivered):
+    from fastapi.testclient import TestClient
+
+    from catalog.app import create_app
+
+    small = settings.model_copy(update={"gateway_max_response_bytes": 2000})
+    with TestClient(create_app(small, database=db)) as c:
+        _, cred = approved_grant(c, tokens)
+        whole = rows(c, cred, limit=1).json()["total"]
+        r = rows(c, cred, format="arrow")
+        got = pa.ipc.open_stream(r.content).read_all().num_rows
+        assert r.status_code == 200 and 0 < got < whole and r.headers["x-next-cursor"]
+        rest = rows(c, cred, format="arrow", cursor=r.headers["x-next-cursor"])
+        assert pa.ipc.open_stream(rest.content).read_all().num_rows > 0
+
+
+def test_open_downloads_are_rate_limited_per_client(db, settings, delivered):
+    from fastapi.testclient import TestClient
+
+    from catalog.app import create_app
+
+    strict = settings.model_copy(update={"open_rate_limit": "2/minute"})
+    with TestClient(create_app(strict, database=db)) as c:
+        answers = [c.get("/open/v1/datasets/STHJ-00001/download", params={"format": "csv"}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert int(answers[2].headers["retry-after"]) >= 1 and "1001" not in answers[2].text
