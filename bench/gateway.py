@@ -903,6 +903,9 @@ def main() -> None:
               f"{info['timings']['deliver_s']} s); grant {info['grant_id']}: {len(GRANTED)} columns "
               f"({', '.join(GRANTED)}), masked {EXPECTED_MASKS}, row filter xzqhdm in {len(SCOPE_DIVISIONS)} of "
               f"{len(DIVISIONS)} division codes", flush=True)
+        (data_dir / "bench-info.json").write_text(json.dumps(  # for --keep: how to serve and call it again
+            {k: info[k] for k in ("code", "version", "grant_id", "credential", "db_url")} | {"secret_key": secret},
+            ensure_ascii=False, indent=1))
         if args.redis:
             preexisting_keys = redis_keys(args.redis, info["grant_id"])
             if preexisting_keys:

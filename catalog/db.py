@@ -22,7 +22,9 @@ def make_engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             # WAL lets readers run beside one writer; foreign keys are off by default in SQLite.
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            # FULL: in WAL mode NORMAL may lose the last commits on power loss, and a decision's audit entry must be
+            # durable before its answer leaves; writes are rare here (reads never sync), so the fsync is cheap.
+            cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA mmap_size=268435456")
