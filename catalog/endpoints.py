@@ -203,7 +203,7 @@ def search_datasets(
         ("department", department), ("category", category), ("share_type", share_type), ("open_type", open_type),
         ("security_grade", security_grade), ("collection_status", collection_status)) if values)
     query = SearchQuery(q=" ".join(CONTROL_CHARACTERS.sub(" ", q).split()), filters=filters, sort=sort, page=page, page_size=page_size,
-                        public_only=principal is None)
+                        public_only=principal is None or principal.is_external)
     result = search.search(session, query)
     hits = []
     for dataset, score in zip(repository.datasets_by_id(session, result.ids), result.scores):

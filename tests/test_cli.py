@@ -26,7 +26,7 @@ def test_init_then_seed_then_seed_again(tmp_path):
     r = runner.invoke(app, ["seed", "--data-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert re.search(r"资源 新增 [1-9]\d+", r.output)
-    assert "演示归集 3" in r.output
+    assert "演示归集 4" in r.output
     r = runner.invoke(app, ["seed", "--data-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert "新增 0" in r.output

@@ -60,7 +60,7 @@ def test_the_report_exports_csv_and_renders_html(client, tokens, delivered):
     r = client.get("/api/v1/quality/report.csv", headers=bearer(tokens["steward"]))
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     lines = r.text.lstrip("\ufeff").splitlines()
-    assert lines[0].startswith("资源代码,资源名称,部门") and len(lines) == 4
+    assert lines[0].startswith("资源代码,资源名称,部门") and len(lines) == 5  # header + the four demo deliveries
     page = client.get("/quality/report", headers=bearer(tokens["steward"]))
     assert page.status_code == 200 and "数据质量报告" in page.text and "<svg" in page.text
     assert "人口基本信息" in page.text

@@ -204,6 +204,9 @@ def test_open_application_by_a_registered_outside_user(client, tokens, delivered
     # An outside user sees the open catalog only.
     assert client.get("/api/v1/datasets/GAJ-00001", headers=bearer(token)).status_code == 404
     assert client.get("/api/v1/departments", headers=bearer(token)).status_code == 403
+    hits = client.get("/api/v1/datasets", params={"page_size": 100}, headers=bearer(token)).json()
+    anonymous = client.get("/api/v1/datasets", params={"page_size": 100}).json()
+    assert hits["total"] == anonymous["total"] and all(h["open_type"] != "禁止开放" for h in hits["items"])
     req = request(client, token, dataset="SCJG-00001", fields=["tyshxydm", "qymc", "fddbrxm"], row_filter=[],
                   purpose="企业信用研究", basis="科研合作协议")
     assert req["kind"] == "open" and req["status"] == "submitted"
