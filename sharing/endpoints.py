@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from catalog import service as catalog_service
 from catalog.deps import PrincipalDep, SessionDep, SettingsDep
@@ -197,7 +197,6 @@ def list_audit(session: SessionDep, principal: PrincipalDep, page: PageNo = 1, p
         query = query.where(AuditEntry.grant_id == grant_id)
     if kind:
         query = query.where(AuditEntry.kind == kind)
-    from sqlalchemy import func
     total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     rows = session.execute(query.order_by(AuditEntry.seq.desc()).offset((page - 1) * page_size).limit(page_size)
                            ).scalars().all()

@@ -16,7 +16,17 @@ from catalog.errors import DomainError, NotFound, PermissionDenied
 from catalog.models import Dataset
 from catalog.permissions import can_see_dataset
 from sharing.engine import ScopeError
-from sharing.gateway import Caller, GatewayRuntime, Page, audit_entry, grant_specs, pinned_version, public_specs
+from catalog.models import utcnow
+from sharing.gateway import (
+    Caller,
+    GatewayRuntime,
+    Page,
+    TooManyRequests,
+    audit_entry,
+    grant_specs,
+    pinned_version,
+    public_specs,
+)
 from sharing.policy import masked_by_default, mask_kind
 
 GATEWAY_ERRORS = {k: ERRORS[k] for k in (400, 401, 403, 404, 409)}
@@ -76,7 +86,6 @@ async def read_rows(request: Request, code: DatasetCodePath, format: Format = "j
         pinned = pinned_version(caller.latest_version, version, code)
         rows_left, reset = runtime.rows_left_today(caller.grant_id, caller.rows_per_day)
         if rows_left <= 0:
-            from sharing.gateway import TooManyRequests
             raise TooManyRequests(f"今日已读取授权的每日 {caller.rows_per_day} 行上限，请 {reset} 秒后再试", reset)
         scope = runtime.scopes.get(("grant", caller.grant_id, pinned))
         if scope is None:
@@ -197,6 +206,5 @@ async def download(request: Request, code: DatasetCodePath,
 
 
 def _open_entry(dataset_id: int | None, provider: int | None, status: int, detail: dict[str, Any]) -> dict[str, Any]:
-    from catalog.models import utcnow
     return {"kind": "open", "action": "download", "status": status, "dataset_id": dataset_id,
             "provider_department_id": provider, "detail": detail, "at": utcnow()}
