@@ -136,15 +136,21 @@ def _narrower_filter(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> bo
 
 # --- visibility ---------------------------------------------------------------------------------------------------
 
-def _roles_on(p: Principal, req: ShareRequest) -> set[str]:
+def _party_roles(p: Principal, consumer_department_id: int, requester_id: int, provider_department_id: int) -> set[str]:
+    """The caller's parts in a request or grant: the consumer (the requester, or a consumer of its department), the
+    provider's publishers, the steward. No part at all means the object is not shown (404)."""
     roles = set()
-    if p.department_id == req.consumer_department_id and (p.user_id == req.requested_by_id or p.has(Role.consumer)):
+    if p.department_id == consumer_department_id and (p.user_id == requester_id or p.has(Role.consumer)):
         roles.add("consumer")
-    if p.department_id == req.provider_department_id and p.has(Role.publisher):
+    if p.department_id == provider_department_id and p.has(Role.publisher):
         roles.add("provider")
     if p.is_steward:
         roles.add("steward")
     return roles
+
+
+def _roles_on(p: Principal, req: ShareRequest) -> set[str]:
+    return _party_roles(p, req.consumer_department_id, req.requested_by_id, req.provider_department_id)
 
 
 def get_request(session: Session, principal: Principal | None, request_id: int) -> ShareRequest:
@@ -419,15 +425,7 @@ def grant_status(grant: Grant, now: dt.datetime | None = None) -> str:
 
 
 def _grant_roles(p: Principal, grant: Grant) -> set[str]:
-    roles = set()
-    if p.department_id == grant.consumer_department_id and (p.user_id == grant.grantee_user_id or
-                                                            (p.has(Role.consumer) and not p.is_external)):
-        roles.add("consumer")
-    if p.department_id == grant.provider_department_id and p.has(Role.publisher):
-        roles.add("provider")
-    if p.is_steward:
-        roles.add("steward")
-    return roles
+    return _party_roles(p, grant.consumer_department_id, grant.grantee_user_id, grant.provider_department_id)
 
 
 def get_grant(session: Session, principal: Principal | None, grant_id: int) -> Grant:
