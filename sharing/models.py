@@ -34,6 +34,9 @@ class ShareRequest(Base):
     approved_filter: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     approved_unmasked: Mapped[list[str]] = mapped_column(JSON, default=list)
     approved_valid_until: Mapped[dt.date] = mapped_column(Date)
+    # Quotas an approver set (provider or steward); the grant falls back to the platform defaults.
+    approved_requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+    approved_rows_per_day: Mapped[int | None] = mapped_column(BigInteger)
     # submitted → (provider) → pending_steward → approved | rejected | returned → submitted; withdrawn by the consumer.
     status: Mapped[str] = mapped_column(String(16), index=True)
     needs_steward: Mapped[bool] = mapped_column(Boolean, default=False)

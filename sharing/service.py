@@ -263,7 +263,7 @@ def create_request(session: Session, principal: Principal | None, dataset: Datas
     _record(session, req, p, "consumer", "submit", None)
     if kind == "share" and dataset.share_type == ShareType.unconditional:
         # 无条件共享: the platform approves at once; the steward still reviews high grades or plain text.
-        _advance(session, None, req, "auto", settings, None, None, "无条件共享，平台自动通过")
+        _advance(session, None, req, "auto", settings, "无条件共享，平台自动通过")
     return req
 
 
@@ -272,7 +272,7 @@ def _provider_deadline(dataset: Dataset, now: dt.datetime) -> dt.datetime:
 
 
 def _advance(session: Session, p: Principal | None, req: ShareRequest, stage: str, settings: Settings,
-             rpm: int | None, rows: int | None, reason: str) -> None:
+             reason: str) -> None:
     before = req.status
     if stage in ("auto", "provider") and req.needs_steward:
         req.status = PENDING_STEWARD
@@ -286,8 +286,8 @@ def _advance(session: Session, p: Principal | None, req: ShareRequest, stage: st
         consumer_department_id=req.consumer_department_id, grantee_user_id=req.requested_by_id,
         fields=list(req.approved_fields), row_filter=list(req.approved_filter),
         unmasked_fields=list(req.approved_unmasked), valid_until=_end_of_day(req.approved_valid_until),
-        requests_per_minute=rpm or settings.gateway_default_requests_per_minute,
-        rows_per_day=rows or req.expected_volume or settings.gateway_default_rows_per_day)
+        requests_per_minute=req.approved_requests_per_minute or settings.gateway_default_requests_per_minute,
+        rows_per_day=req.approved_rows_per_day or req.expected_volume or settings.gateway_default_rows_per_day)
     session.add(grant)
     session.flush()
     _record(session, req, p, stage, "approve", before, reason, grant)
@@ -321,8 +321,11 @@ def decide(session: Session, principal: Principal | None, request_id: int, decis
         _record(session, req, p, stage, decision.action, before, decision.reason.strip())
         return req
     _narrow(req, decision)
-    _advance(session, p, req, stage, settings, decision.requests_per_minute, decision.rows_per_day,
-             decision.reason.strip())
+    if decision.requests_per_minute is not None:
+        req.approved_requests_per_minute = decision.requests_per_minute
+    if decision.rows_per_day is not None:
+        req.approved_rows_per_day = decision.rows_per_day
+    _advance(session, p, req, stage, settings, decision.reason.strip())
     return req
 
 

@@ -273,3 +273,33 @@ def test_open_downloads_are_rate_limited_per_client(db, settings, delivered):
         answers = [c.get("/open/v1/datasets/STHJ-00001/download", params={"format": "csv"}) for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert int(answers[2].headers["retry-after"]) >= 1 and "1001" not in answers[2].text
+
+
+def test_quotas_set_by_the_provider_survive_the_stewards_approval(client, tokens):
+    req = request(client, tokens["rsj_consumer"])
+    decide(client, tokens["gaj_publisher"], req["id"], {"action": "approve", "requests_per_minute": 7,
+                                                        "rows_per_day": 321})
+    req = decide(client, tokens["steward"], req["id"], {"action": "approve"})
+    grant = client.get(f"/api/v1/grants/{req['grant_id']}", headers=bearer(tokens["rsj_consumer"])).json()
+    assert (grant["requests_per_minute"], grant["rows_per_day"]) == (7, 321)
+
+
+def test_objection_marks_refresh_in_the_background_when_tickets_close(db, settings, tokens, delivered):
+    import time
+
+    from fastapi.testclient import TestClient
+    from sqlalchemy import update
+
+    from catalog.app import create_app
+    from quality.models import ProblemTicket
+
+    fast = settings.model_copy(update={"gateway_objection_refresh_seconds": 0.0})
+    with TestClient(create_app(fast, database=db)) as c:
+        _, cred = approved_grant(c, tokens, narrowed={"action": "approve"}, row_filter=[], fields=["sfzhm", "xm"])
+        assert any(r["_objection"] for r in rows(c, cred, limit=1000).json()["rows"])
+        with db.session() as s:
+            s.execute(update(ProblemTicket).values(status="closed", open_key=None))
+        deadline = time.monotonic() + 20
+        while any(r["_objection"] for r in rows(c, cred, limit=1000).json()["rows"]):  # stale scope serves meanwhile
+            assert time.monotonic() < deadline, "objection marks never refreshed"
+            time.sleep(0.05)

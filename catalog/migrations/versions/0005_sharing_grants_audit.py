@@ -67,6 +67,8 @@ def upgrade() -> None:
     sa.Column('approved_filter', sa.JSON(), nullable=False),
     sa.Column('approved_unmasked', sa.JSON(), nullable=False),
     sa.Column('approved_valid_until', sa.Date(), nullable=False),
+    sa.Column('approved_requests_per_minute', sa.Integer(), nullable=True),
+    sa.Column('approved_rows_per_day', sa.BigInteger(), nullable=True),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('needs_steward', sa.Boolean(), nullable=False),
     sa.Column('deadline', sa.DateTime(timezone=True), nullable=False),
