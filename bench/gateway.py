@@ -395,9 +395,7 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
             # serve() = page_json of the sliced output + bookkeeping (fingerprint, cursor HMACs, view, meta)
             "serve_page_json_part": (lambda i: page_json(slices[i % n_pages], meta), n),
             "authenticate": (lambda i: rt.authenticate(cred), 1000),
-            "check_rate": (lambda i: rt.check_rate(caller.grant_id, caller.requests_per_minute), 1000),
-            "rows_left_today": (lambda i: rt.rows_left_today(caller.grant_id, caller.rows_per_day), 1000),
-            "spend_rows": (lambda i: rt.spend_rows(caller.grant_id, caller.rows_per_day, 1), 1000),
+            "take_quota": (lambda i: rt.take_quota(caller, 100), 1000),
             "grant_scope_cached": (lambda i: rt.grant_scope(caller, version, grant_specs(caller)), 1000),
         }
 
@@ -901,14 +899,13 @@ def limiter_namespace(settings, db_url: str) -> str | None:  # noqa: ANN001
 
 
 def redis_keys(url: str, ns: str | None, grant_id: int) -> list[bytes]:
-    """This run's rate-limit keys: its deployment's namespace and its grant (limits' key layout)."""
+    """This run's quota keys: its deployment's namespace and its grant (sharing/quota.py's key layout)."""
     import redis
 
     client = redis.Redis.from_url(url)
     keys = []
-    for name in ("grant", "grant-rows"):
-        part = f"{ns}/{name}" if ns else name
-        keys += list(client.scan_iter(match=f"LIMITS:LIMITER/{part}/{grant_id}/*", count=1000))
+    for name in ("rpm", "rows"):
+        keys += list(client.scan_iter(match=f"odh:{ns or '*'}:{name}:{grant_id}:*", count=1000))
     return keys
 
 
@@ -1193,8 +1190,8 @@ def print_summary(f: dict) -> None:
           f"{cpu['serve_audit']:>8}   → overhead {f['overhead_pct']}% vs direct")
     print(f"  whole endpoint coroutine, {ip['inflight']} in flight                      {fl['endpoint']:>8} "
           f"{cpu['endpoint']:>8}   → {f['endpoint_overhead_pct']}% vs direct")
-    print(f"  steps (wall µs): authenticate {s['authenticate']}, check_rate {s['check_rate']}, rows_left_today "
-          f"{s['rows_left_today']}, spend_rows {s['spend_rows']}, grant_scope (cached) {s['grant_scope_cached']}")
+    print(f"  steps (wall µs): authenticate {s['authenticate']}, take_quota {s['take_quota']}, "
+          f"grant_scope (cached) {s['grant_scope_cached']}")
     print(f"  audit: {fl['audit_only']} µs an entry at {ip['inflight']} in flight ({cpu['audit_only']} CPU), "
           f"{fl['audit_one_in_flight']} alone ({cpu['audit_one_in_flight']} CPU); mean entries per commit: "
           + ", ".join(f"{k} {v}" for k, v in ip["audit_batch_mean"].items()))

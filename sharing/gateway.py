@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from limits import RateLimitItemPerDay, RateLimitItemPerMinute, parse
+from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import bindparam, select
@@ -56,6 +56,7 @@ from sharing.engine import (
 )
 from sharing.models import Grant, GrantCredential
 from sharing.policy import column_specs
+from sharing.quota import quota_for
 
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
            "arrow": "application/vnd.apache.arrow.stream", "parquet": "application/vnd.apache.parquet"}
@@ -174,6 +175,7 @@ class GatewayRuntime:
         self.limiter = FixedWindowRateLimiter(storage_from_string(settings.rate_limit_storage))
         # Counters are keyed by deployment too: several deployments (or test runs) may share one Redis.
         self.ns = hashlib.sha256(db.url.encode()).hexdigest()[:12]
+        self.quota = quota_for(settings.rate_limit_storage, self.ns)
         self.open_limit = parse(settings.open_rate_limit)
         self.cursor_secret = hashlib.sha256(b"gateway-cursor:" + settings.secret_key.encode()).digest()
         self._build_lock = threading.Lock()
@@ -209,21 +211,19 @@ class GatewayRuntime:
 
     # --- quotas ----------------------------------------------------------------------------------------------------
 
-    def check_rate(self, grant_id: int, per_minute: int) -> None:
-        item = RateLimitItemPerMinute(per_minute)
-        if not self.limiter.hit(item, self.ns, "grant", str(grant_id)):
-            reset, _ = self.limiter.get_window_stats(item, self.ns, "grant", str(grant_id))
-            wait = max(1, int(reset - time.time()) + 1)
-            raise TooManyRequests(f"调用频率超过授权的每分钟 {per_minute} 次，请 {wait} 秒后再试", wait)
+    def take_quota(self, caller: Caller, want: int) -> int:
+        """Count this call against the grant's requests/minute and reserve up to `want` of today's rows."""
+        taken = self.quota.take(caller.grant_id, caller.requests_per_minute, caller.rows_per_day, want)
+        if taken.refused == "rate":
+            raise TooManyRequests(f"调用频率超过授权的每分钟 {caller.requests_per_minute} 次，请 {taken.retry_after} 秒后再试",
+                                  taken.retry_after)
+        if taken.refused == "rows":
+            raise TooManyRequests(f"今日已读取授权的每日 {caller.rows_per_day} 行上限，请 {taken.retry_after} 秒后再试",
+                                  taken.retry_after)
+        return taken.rows
 
-    def rows_left_today(self, grant_id: int, rows_per_day: int) -> tuple[int, int]:
-        item = RateLimitItemPerDay(rows_per_day)
-        reset, remaining = self.limiter.get_window_stats(item, self.ns, "grant-rows", str(grant_id))
-        return remaining, max(1, int(reset - time.time()) + 1)
-
-    def spend_rows(self, grant_id: int, rows_per_day: int, rows: int) -> None:
-        if rows > 0:
-            self.limiter.hit(RateLimitItemPerDay(rows_per_day), self.ns, "grant-rows", str(grant_id), cost=rows)
+    def give_back(self, caller: Caller, rows: int) -> None:
+        self.quota.give_back(caller.grant_id, rows)
 
     def check_open_rate(self, client: str) -> None:
         if not self.limiter.hit(self.open_limit, self.ns, "open", client):

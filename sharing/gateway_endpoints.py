@@ -21,7 +21,7 @@ from sharing.gateway import (
     Caller,
     GatewayRuntime,
     Page,
-    TooManyRequests,
+    DEFAULT_PAGE_ROWS,
     audit_entry,
     grant_specs,
     pinned_version,
@@ -82,20 +82,23 @@ async def read_rows(request: Request, code: DatasetCodePath, format: Format = "j
         detail["credential_id"] = caller.credential_id
         if caller.dataset_code != code:
             _not_granted(request, code)
-        runtime.check_rate(caller.grant_id, caller.requests_per_minute)
         pinned = pinned_version(caller.latest_version, version, code)
-        rows_left, reset = runtime.rows_left_today(caller.grant_id, caller.rows_per_day)
-        if rows_left <= 0:
-            raise TooManyRequests(f"今日已读取授权的每日 {caller.rows_per_day} 行上限，请 {reset} 秒后再试", reset)
-        scope = runtime.scopes.get(("grant", caller.grant_id, pinned))
-        if scope is None:
-            scope = await run_in_threadpool(runtime.grant_scope, caller, pinned, grant_specs(caller))
-        else:
-            scope = runtime.grant_scope(caller, pinned, grant_specs(caller))
-        page = runtime.serve(scope, scope_id=("grant", caller.grant_id), version=pinned, fmt=format, columns=columns,
-                             filters=filters, sort=sort, limit=limit, cursor=cursor, rows_left=rows_left,
-                             meta={"dataset": code, "grant_id": caller.grant_id})
-        runtime.spend_rows(caller.grant_id, caller.rows_per_day, page.rows)
+        paged = format in ("json", "csv")
+        want = (limit if limit and limit > 0 else DEFAULT_PAGE_ROWS) if paged else (limit or caller.rows_per_day)
+        taken = runtime.take_quota(caller, max(1, want))
+        served = 0
+        try:
+            scope = runtime.scopes.get(("grant", caller.grant_id, pinned))
+            if scope is None:
+                scope = await run_in_threadpool(runtime.grant_scope, caller, pinned, grant_specs(caller))
+            else:
+                scope = runtime.grant_scope(caller, pinned, grant_specs(caller))
+            page = runtime.serve(scope, scope_id=("grant", caller.grant_id), version=pinned, fmt=format,
+                                 columns=columns, filters=filters, sort=sort, limit=limit, cursor=cursor,
+                                 rows_left=taken, meta={"dataset": code, "grant_id": caller.grant_id})
+            served = page.rows
+        finally:
+            runtime.give_back(caller, taken - served)  # rows reserved but not served (last page, refusal)
     except DomainError as exc:
         detail["error"] = exc.message
         if caller is None and raw:

@@ -40,7 +40,7 @@ from sharing.engine import (
     make_view,
     page_json,
 )
-from sharing.gateway import Scope, TooManyRequests, audit_entry, grant_specs, public_specs
+from sharing.gateway import Scope, audit_entry, grant_specs, public_specs
 
 from catalog.ckan import mapping
 from catalog.ckan.errors import CkanValidationError, as_bool, as_dict, as_int, as_list, invalid
@@ -260,6 +260,14 @@ def _query(scope: Scope, scope_id: Any, version: int, params: dict[str, Any], ro
     return result
 
 
+def _wanted_rows(params: dict[str, Any], ceiling: int) -> int:
+    """The rows a call may read, for reserving the quota before the query (CKAN's default limit is 100)."""
+    try:
+        return max(1, min(int(params.get("limit", 100)), ceiling))
+    except (TypeError, ValueError):
+        return 1
+
+
 async def datastore_search(ctx: Any, data: dict[str, Any]) -> dict[str, Any]:
     """Rows of a resource (`resource_id` like gaj-00001-v1-csv): filters, q, fields, sort, limit, offset,
     include_total. Open (无条件开放) data anonymously; shared data with a grant credential (odg_…) in its scope."""
@@ -288,11 +296,8 @@ async def datastore_search(ctx: Any, data: dict[str, Any]) -> dict[str, Any]:
             detail["credential_id"] = caller.credential_id
             if caller.dataset_code != code:
                 await run_in_threadpool(_not_granted, ctx, code)
-            runtime.check_rate(caller.grant_id, caller.requests_per_minute)
             pinned = _pinned(caller.latest_version, version, resource_id)
-            rows_left, reset = runtime.rows_left_today(caller.grant_id, caller.rows_per_day)
-            if rows_left <= 0:
-                raise TooManyRequests(f"今日已读取授权的每日 {caller.rows_per_day} 行上限，请 {reset} 秒后再试", reset)
+            rows_left = runtime.take_quota(caller, _wanted_rows(params, runtime.settings.gateway_max_page_rows))
             scope = await run_in_threadpool(runtime.grant_scope, caller, pinned, grant_specs(caller))
             scope_id: Any = ("grant", caller.grant_id)
         else:
@@ -304,8 +309,11 @@ async def datastore_search(ctx: Any, data: dict[str, Any]) -> dict[str, Any]:
         result = await run_in_threadpool(_query, scope, scope_id, pinned, params, rows_left, resource_id,
                                          f"{ctx.extra.get('api_path', '/api/3/action')}/datastore_search")
         if caller is not None:
-            runtime.spend_rows(caller.grant_id, caller.rows_per_day, len(result["records"]))
+            runtime.give_back(caller, rows_left - len(result["records"]))
+            rows_left = None
     except (DomainError, CkanValidationError) as exc:
+        if caller is not None and rows_left:
+            runtime.give_back(caller, rows_left)  # refused after the rows were reserved
         if isinstance(exc, DomainError):
             status, detail["error"] = exc.status_code, exc.message
         else:

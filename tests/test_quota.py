@@ -1,0 +1,41 @@
+"""Per-grant quotas, in memory and in the shared Redis: one call counts the request and reserves its rows."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from sharing.quota import MemoryQuota, RedisQuota, quota_for
+
+
+@pytest.fixture(params=["memory", "redis"])
+def quota(request):
+    if request.param == "memory":
+        yield MemoryQuota()
+        return
+    q = RedisQuota("redis://127.0.0.1:6379", f"test-{uuid.uuid4().hex[:12]}")
+    yield q
+    for key in q.client.scan_iter(match=f"odh:{q.ns}:*"):
+        q.client.delete(key)
+
+
+def test_requests_per_minute(quota):
+    assert [quota.take(1, 3, 10**6, 10).refused for _ in range(4)] == [None, None, None, "rate"]
+    refused = quota.take(1, 3, 10**6, 10)
+    assert refused.rows == 0 and 1 <= refused.retry_after <= 61
+    assert quota.take(2, 3, 10**6, 10).refused is None  # another grant counts apart
+
+
+def test_rows_per_day_reserve_trim_and_give_back(quota):
+    assert quota.take(1, 100, 250, 100).rows == 100
+    assert quota.take(1, 100, 250, 100).rows == 100
+    assert quota.take(1, 100, 250, 100).rows == 50  # trimmed to what is left today
+    done = quota.take(1, 100, 250, 100)
+    assert done.refused == "rows" and 1 <= done.retry_after <= 86400
+    quota.give_back(1, 30)  # a last page served fewer rows than it reserved
+    assert quota.take(1, 100, 250, 100).rows == 30
+
+
+def test_unknown_storage_is_refused():
+    with pytest.raises(ValueError):
+        quota_for("mongodb://x", "ns")
