@@ -10,6 +10,7 @@ from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
 from catalog import collection_endpoints, endpoints, export_endpoints
 from catalog.ckan import router as ckan_router
+from catalog.federation import endpoints as federation_endpoints
 from quality import endpoints as quality_endpoints
 from quality import ticket_endpoints
 from sharing import endpoints as sharing_endpoints
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(gateway_endpoints.portal)
     app.include_router(ckan_router.router)
     app.include_router(export_endpoints.router)
+    app.include_router(federation_endpoints.router)
     app.state.gateway = GatewayRuntime(db, settings, storage_for(settings.resolved_storage_root()))
 
     @app.exception_handler(DomainError)

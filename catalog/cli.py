@@ -357,8 +357,10 @@ def walkthrough(base_url: Annotated[str, typer.Option("--base-url", help="运行
 
 def _register_subcommands() -> None:
     from sharing.cli import audit_app
+    from catalog.federation.cli import harvest_app
 
     app.add_typer(audit_app, name="audit")
+    app.add_typer(harvest_app, name="harvest")
 
 
 _register_subcommands()

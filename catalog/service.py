@@ -314,6 +314,8 @@ def _save(session: Session, search: CatalogSearch, dataset: Dataset, department:
         raise CatalogRuleError(violations)
     if new:
         session.add(dataset)
+    else:
+        dataset.updated_at = utcnow()  # an items-only change must move metadata_modified too (CKAN clients, harvest)
     code = dataset.code
     try:
         session.flush()

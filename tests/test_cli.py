@@ -22,7 +22,7 @@ runner = CliRunner()
 def test_init_then_seed_then_seed_again(tmp_path):
     r = runner.invoke(app, ["init", "--data-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    assert "0005" in r.output
+    assert "0006" in r.output
     r = runner.invoke(app, ["seed", "--data-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert re.search(r"资源 新增 [1-9]\d+", r.output)

@@ -18,7 +18,7 @@ def test_migrating_from_empty_creates_the_catalog_and_its_search_index(empty_db)
     names = set(inspect(empty_db.engine).get_table_names())
     assert TABLES <= names
     assert ("dataset_fts" if empty_db.dialect == "sqlite" else "dataset_search") in names
-    assert current_revision(empty_db.engine) == "0005"
+    assert current_revision(empty_db.engine) == "0006"
 
 
 def test_the_migration_matches_the_models(empty_db):

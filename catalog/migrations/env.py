@@ -7,6 +7,7 @@ from catalog.db import make_engine
 from catalog.models import Base
 import quality.models  # noqa: F401 - registers the quality tables on Base.metadata
 import sharing.models  # noqa: F401 - registers the sharing tables
+import catalog.federation.models  # noqa: F401 - registers the harvest tables (federation)
 from catalog.settings import get_settings
 
 config = context.config
