@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from catalog.auth import Principal
 from catalog.enums import DatasetStatus, ItemSource, NationalLevel, ShareMethod
 from catalog.errors import AuthoritativeSourceConflict, CatalogRuleError, Conflict, NotFound, RuleViolation
+from catalog.federation.models import refuse_local_change
 from catalog.models import AuthoritativeSource, CatalogState, DataElement, DataItem, Dataset, Department, utcnow
 from catalog.permissions import (
     check_create_dataset,
@@ -274,6 +275,7 @@ def update_dataset(session: Session, search: CatalogSearch, principal: Principal
                    body: DatasetUpdate) -> Dataset:
     dataset = find_dataset(session, code)
     principal = check_update_dataset(principal, dataset)
+    refuse_local_change(session, dataset, "修改")
     if dataset.status == DatasetStatus.withdrawn:
         raise Conflict(f"资源 {code} 已撤销，不能修改")
     department = dataset.department
@@ -345,6 +347,7 @@ def withdraw_dataset(session: Session, search: CatalogSearch, principal: Princip
                      reason: str) -> Dataset:
     dataset = find_dataset(session, code)
     check_withdraw_dataset(principal, dataset)
+    refuse_local_change(session, dataset, "撤销")
     if not reason.strip():
         raise CatalogRuleError([RuleViolation("reason", "withdraw.reason_required", "撤销资源须说明原因 reason")])
     if dataset.status == DatasetStatus.withdrawn:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from catalog.auth import Principal
 from catalog.collection import target_schema
 from catalog.enums import DatasetStatus, OpenType, Role, SecurityGrade, ShareType
+from catalog.federation.models import refuse_local_change
 from catalog.errors import CatalogRuleError, Conflict, NotFound, PermissionDenied, RuleViolation
 from catalog.models import Dataset, DataItem, Department, utcnow
 from catalog.permissions import can_see_dataset, require_principal
@@ -227,6 +228,7 @@ def create_request(session: Session, principal: Principal | None, dataset: Datas
         raise NotFound(f"资源 {dataset.code} 不存在")
     if dataset.status != DatasetStatus.published:
         raise Conflict(f"资源 {dataset.code} 已撤销，不能申请")
+    refuse_local_change(session, dataset, "申请共享或开放")
     if p.is_external:
         kind = "open"
         if dataset.open_type == OpenType.unconditional:

@@ -29,7 +29,6 @@ from catalog.cli import app as cli_app
 from catalog.db import Database
 from catalog.enums import DatasetStatus, ItemSource
 from catalog.errors import CatalogRuleError
-from catalog.federation import endpoints as harvest_endpoints
 from catalog.federation import harvester as harvester_module
 from catalog.federation.harvester import Harvester
 from catalog.federation.models import HarvestDepartment, HarvestItem, HarvestRecord, HarvestRun, HarvestSource
@@ -433,9 +432,7 @@ def test_the_citys_own_one_source_claims_are_unaffected(county, city):
 def test_provenance_api_for_the_steward(county, city):
     city.add_source("xc", county.url, "XC", api_key=county.token, title="示范县")
     city.harvester().run("xc")
-    app = city.app()
-    app.include_router(harvest_endpoints.router)  # catalog/app.py does not mount it yet
-    with TestClient(app) as client:
+    with TestClient(city.app()) as client:
         assert client.get("/api/v1/harvest/sources").status_code == 401
         sources = client.get("/api/v1/harvest/sources", headers=bearer(city.token)).json()
         assert [(s["name"], s["prefix"], s["authenticated"]) for s in sources] == [("xc", "XC", True)]
@@ -448,6 +445,19 @@ def test_provenance_api_for_the_steward(county, city):
         assert {"item_code": "sfzhm", "element": "DE0101001", "remote_source": "authoritative",
                 "remote_dataset": "GAJ-00001"} in prov["items"]
         assert client.get("/api/v1/harvest/datasets/GAJ-00001", headers=bearer(city.token)).status_code == 404
+
+
+def test_a_harvested_copy_is_read_only_here(county, city):
+    """Local edits would be overwritten by the next run, and requests belong at the source."""
+    city.add_source("xc", county.url, "XC", api_key=county.token, title="示范县")
+    city.harvester().run("xc")
+    with TestClient(city.app()) as client:
+        patch = client.patch("/api/v1/datasets/XCGAJ-00001", json={"summary": "本地改动"}, headers=bearer(city.token))
+        assert patch.status_code == 409 and "只读副本" in patch.json()["message"]
+        withdraw = client.delete("/api/v1/datasets/XCGAJ-00001", params={"reason": "本地撤销"},
+                                 headers=bearer(city.token))
+        assert withdraw.status_code == 409 and withdraw.json()["harvest_source"] == "xc"
+        assert client.get("/api/v1/datasets/XCGAJ-00001", headers=bearer(city.token)).json()["status"] == "published"
 
 
 # ---------------------------------------------------------------- a fake CKAN for failures and CKAN's own listing

@@ -120,3 +120,20 @@ class HarvestItem(Base):
     remote_dataset: Mapped[str | None] = mapped_column(String(128))  # remote id of the remote authoritative dataset
     remote_item: Mapped[str] = mapped_column(String(64))  # the item code at the remote
     note: Mapped[str | None] = mapped_column(Text)
+
+
+def harvested_from(session, dataset_id: int) -> HarvestRecord | None:  # noqa: ANN001
+    """The provenance of a dataset that a harvest created, or None for a locally owned one."""
+    return session.get(HarvestRecord, dataset_id)
+
+
+def refuse_local_change(session, dataset: Dataset, what: str) -> None:  # noqa: ANN001
+    """A harvested copy is kept by its source: local edits would be overwritten by the next run, and requests must
+    go to the department that holds the data."""
+    record = harvested_from(session, dataset.id)
+    if record is not None:
+        from catalog.errors import Conflict
+
+        raise Conflict(f"资源 {dataset.code} 是从来源目录「{record.source.title}」({record.source.name}) 采集的只读副本"
+                       f"（远端资源 {record.remote_id}），不能在本平台{what}；请到来源目录办理",
+                       harvest_source=record.source.name, remote_id=record.remote_id)
