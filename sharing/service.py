@@ -8,6 +8,7 @@ recorded (share_decisions) and appended to the hash-chained audit log in the sam
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from catalog.federation.models import refuse_local_change
 from catalog.errors import CatalogRuleError, Conflict, NotFound, PermissionDenied, RuleViolation
 from catalog.models import Dataset, DataItem, Department, utcnow
 from catalog.permissions import can_see_dataset, require_principal
-from catalog.security import hash_token, new_token_secret
+from catalog.security import hash_token
 from catalog.settings import Settings
 from quality.tickets import add_working_days
 from sharing.audit import append as audit_append
@@ -486,7 +487,7 @@ def issue_credential(session: Session, principal: Principal | None, grant_id: in
     state = grant_status(grant)
     if state != "active":
         raise Conflict(f"授权 {grant.id} 已{'吊销' if state == 'revoked' else '过期'}，不能再领取凭证")
-    secret = CREDENTIAL_PREFIX + new_token_secret()
+    secret = CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
     cred = GrantCredential(grant_id=grant.id, token_hash=hash_token(settings.secret_key, secret), prefix=secret[:12])
     session.add(cred)
     session.flush()
