@@ -5,12 +5,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 
 from catalog import collection_endpoints, endpoints, export_endpoints
 from catalog.ckan import router as ckan_router
 from catalog.federation import endpoints as federation_endpoints
+from catalog.web import pages as web_pages
 from quality import endpoints as quality_endpoints
 from quality import ticket_endpoints
 from sharing import endpoints as sharing_endpoints
@@ -21,6 +22,8 @@ from catalog.db import Database
 from catalog.errors import DomainError
 from catalog.search import CatalogSearch, backend_for
 from catalog.settings import Settings, get_settings
+
+API_PREFIXES = ("/api/", "/gateway/", "/open/v1/", "/quality/datadocs")
 
 DESCRIPTION = """
 公共数据目录与共享平台 API (opendata-hub)。
@@ -58,10 +61,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(ckan_router.router)
     app.include_router(export_endpoints.router)
     app.include_router(federation_endpoints.router)
+    app.include_router(web_pages.router)
     app.state.gateway = GatewayRuntime(db, settings, storage_for(settings.resolved_storage_root()))
 
     @app.exception_handler(DomainError)
-    async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+    async def domain_error(request: Request, exc: DomainError):  # noqa: ANN202
+        if not request.url.path.startswith(API_PREFIXES):
+            return web_pages.error_page(request, exc)  # a person in a browser gets a page, not JSON
         headers = retry_headers(exc)
         if exc.status_code == 401:
             headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
@@ -89,18 +95,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/", include_in_schema=False)
-    def index() -> HTMLResponse:
-        return HTMLResponse(INDEX_HTML)
-
     return app
 
 
-INDEX_HTML = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>opendata-hub 公共数据目录</title>
-<style>body{font-family:system-ui,"PingFang SC","Microsoft YaHei",sans-serif;max-width:46rem;margin:3rem auto;
-padding:0 1rem;line-height:1.7;color:#1f2937}code{background:#f3f4f6;padding:.1rem .3rem;border-radius:3px}</style>
-</head><body><h1>示范市公共数据目录 · opendata-hub</h1>
-<p>目录服务已启动。接口说明见 <a href="/openapi.json">/openapi.json</a>（OpenAPI 3）。</p>
-<p>示例：<code>curl -H "Authorization: Bearer &lt;令牌&gt;" "/api/v1/datasets?q=信用"</code>，
-令牌由 <code>opendata demo</code> 启动时打印，或以 <code>POST /api/v1/auth/login</code> 换取。</p>
-<p>匿名访问 <a href="/api/v1/datasets">/api/v1/datasets</a> 可检索开放目录。</p></body></html>"""

@@ -44,6 +44,11 @@ def get_principal(
     if request.headers.get("authorization") and credentials is None:
         raise NotAuthenticated("Authorization 头格式应为：Bearer <令牌>")
     if credentials is None:
+        if not request.url.path.startswith(("/api/", "/gateway/", "/open/v1/")):
+            # Pages (e.g. /quality/report) also know the browser session; the API never reads cookies (no CSRF).
+            from catalog.web.session import web_principal
+
+            return web_principal(request)
         return None
     token = credentials.credentials.strip()
     if not token or len(token) > 200:

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     gateway_table_cache_bytes: int = 2 * 1024**3
     # Objection marks (异议标注) are re-read from the tickets at most this often, in seconds.
     gateway_objection_refresh_seconds: float = 30.0
+    # Browser session cookies carry the Secure flag (set true behind HTTPS).
+    cookie_secure: bool = False
     # Anonymous downloads from the open-data portal, per client address.
     open_rate_limit: str = "30/minute"
 

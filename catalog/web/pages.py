@@ -1,0 +1,222 @@
+"""Server-rendered pages in Chinese. Thin like the API routers: every page calls the same service functions with the
+same principal, so it never shows what the API would refuse."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from catalog import auth, indicators, repository, service
+from catalog.deps import SearchDep, SessionDep
+from catalog.enums import CollectionStatus, DatasetStatus, OpenType
+from catalog.errors import DomainError, NotAuthenticated
+from catalog.models import Dataset, DatasetVersion
+from catalog.permissions import can_see_dataset
+from catalog.search import SearchQuery, highlight
+from catalog.web.session import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_DAYS,
+    check_csrf,
+    clear_session,
+    csrf_token,
+    ensure_login_csrf,
+    set_session,
+    web_principal,
+)
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+router = APIRouter(include_in_schema=False)
+
+FACETS = [("department", "部门"), ("category", "分类"), ("share_type", "共享类型"), ("open_type", "开放类型"),
+          ("security_grade", "安全分级"), ("collection_status", "归集状态")]
+ROLE_NAMES = {"publisher": "数据提供方", "consumer": "数据使用方", "steward": "大数据局", "admin": "管理员",
+              "public": "社会用户"}
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    principal = context.pop("principal", None) if "principal" in context else web_principal(request)
+    if not request.cookies.get("odh_session"):
+        ensure_login_csrf(request)
+    response = templates.TemplateResponse(request, name, {
+        "me": principal, "role_names": ROLE_NAMES, "csrf": csrf_token(request), **context}, status_code=status_code)
+    if not request.cookies.get("odh_session") and not request.cookies.get(LOGIN_CSRF_COOKIE):
+        response.set_cookie(LOGIN_CSRF_COOKIE, request.state.login_csrf, httponly=True, samesite="lax",
+                            secure=request.app.state.settings.cookie_secure, path="/")
+    return response
+
+
+def error_page(request: Request, exc: DomainError) -> HTMLResponse:
+    titles = {401: "请先登录", 403: "没有权限", 404: "页面不存在", 409: "操作冲突", 422: "填写有误", 429: "操作过于频繁"}
+    return render(request, "error.html", status_code=exc.status_code, title=titles.get(exc.status_code, "请求有误"),
+                  message=exc.message)
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+templates.env.filters["rate"] = _rate
+
+
+# ---------------------------------------------------------------- home / 驾驶舱
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, session: SessionDep) -> HTMLResponse:
+    me = web_principal(request)
+    if me is None or me.is_external:
+        return render(request, "welcome.html", principal=me, open_rate=service_open_rate(session))
+    from quality.tickets import rectification_rate
+    from sharing.service import share_rate
+
+    cataloguing = indicators.cataloguing_rate(session)
+    collection = indicators.collection_rate(session)
+    shares = share_rate(session)
+    rect = rectification_rate(session)
+    approved = sum(r["approved"] for r in shares)
+    share_denominator = sum(r["approved"] + r["rejected"] + r["pending_overdue"] for r in shares)
+    due = sum(r["due"] for r in rect)
+    overall = {
+        "编目率": (cataloguing.overall.rate, "/catalog"),
+        "归集率": (collection.overall.rate, "/catalog?collection_status=已归集"),
+        "共享率": (approved / share_denominator if share_denominator else None, "/api/v1/indicators/sharing"),
+        "开放率": (service_open_rate(session)["rate"], "/open"),
+        "及时整改率": (sum(r["on_time"] for r in rect) / due if due else None, "/api/v1/indicators/rectification"),
+    }
+    departments = sorted({d.department_code: d.department_name for d in collection.departments}.items())
+    per_dept = {code: {"name": name, "编目率": None, "归集率": None} for code, name in departments}
+    for d in cataloguing.departments:
+        per_dept.setdefault(d.department_code, {"name": d.department_name, "归集率": None})["编目率"] = d.rate
+    for d in collection.departments:
+        per_dept[d.department_code]["归集率"] = d.rate
+    return render(request, "home.html", principal=me, overall=overall, per_dept=per_dept)
+
+
+def service_open_rate(session) -> dict[str, Any]:  # noqa: ANN001
+    from sharing.service import open_rate
+
+    return open_rate(session)
+
+
+# ---------------------------------------------------------------- login / logout
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/") -> HTMLResponse:  # noqa: A002
+    return render(request, "login.html", next=next if next.startswith("/") else "/", error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login_submit(request: Request, session: SessionDep, username: Annotated[str, Form(max_length=64)],
+                 password: Annotated[str, Form(max_length=256)], csrf: Annotated[str, Form(max_length=64)] = "",
+                 next: Annotated[str, Form(max_length=300)] = "/") -> HTMLResponse:  # noqa: A002
+    check_csrf(request, csrf)
+    try:
+        _, token = auth.login(session, request.app.state.settings.secret_key, username, password, "网页登录",
+                              SESSION_DAYS)
+    except NotAuthenticated as exc:
+        return render(request, "login.html", status_code=401, next=next, error=exc.message, username=username)
+    session.commit()
+    response = RedirectResponse(next if next.startswith("/") and not next.startswith("//") else "/", status_code=303)
+    set_session(response, request, token)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, session: SessionDep, csrf: Annotated[str, Form(max_length=64)] = "") -> RedirectResponse:
+    check_csrf(request, csrf)
+    from catalog.models import ApiToken
+    from catalog.security import hash_token
+
+    token = request.cookies.get("odh_session", "")
+    row = session.execute(select(ApiToken).where(
+        ApiToken.token_hash == hash_token(request.app.state.settings.secret_key, token))).scalar_one_or_none()
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = service.utcnow()
+        session.commit()
+    response = RedirectResponse("/", status_code=303)
+    clear_session(response)
+    return response
+
+
+# ---------------------------------------------------------------- catalog search
+@router.get("/catalog", response_class=HTMLResponse)
+def catalog_search(request: Request, session: SessionDep, search: SearchDep,
+                   q: Annotated[str, Query(max_length=200)] = "", page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+                   sort: Annotated[str, Query(pattern="^(relevance|code|name|-release_date|release_date|-updated_at)$")] = "relevance"
+                   ) -> HTMLResponse:
+    me = web_principal(request)
+    chosen = {name: tuple(v for v in request.query_params.getlist(name) if len(v) <= 32)[:20] for name, _ in FACETS}
+    filters = tuple((name, values) for name, values in chosen.items() if values)
+    query = SearchQuery(q=" ".join(q.split()), filters=filters, sort=sort, page=page, page_size=20,
+                        public_only=me is None or me.is_external)
+    result = search.search(session, query)
+    hits = [{"dataset": d, "name": highlight(d.name, result.highlight_words),
+             "summary": highlight(d.summary, result.highlight_words, limit=120)}
+            for d in repository.datasets_by_id(session, result.ids)]
+
+    def link(**change: Any) -> str:
+        params = [("q", q)] if q else []
+        for name, values in chosen.items():
+            params += [(name, v) for v in values]
+        params = [(k, v) for k, v in params if k not in change] + [(k, v) for k, v in change.items() if v]
+        return "/catalog?" + urlencode(params)
+
+    def toggle(name: str, value: str) -> str:
+        params = [("q", q)] if q else []
+        for n, values in chosen.items():
+            vals = [v for v in values if not (n == name and v == value)]
+            if n == name and value not in values:
+                vals.append(value)
+            params += [(n, v) for v in vals]
+        return "/catalog?" + urlencode(params)
+
+    pages = (result.total + 19) // 20
+    return render(request, "catalog.html", principal=me, q=q, hits=hits, total=result.total, facets=result.facets,
+                  facet_names=FACETS, chosen=chosen, page=page, pages=pages, link=link, toggle=toggle, sort=sort)
+
+
+# ---------------------------------------------------------------- dataset page
+@router.get("/catalog/{code}", response_class=HTMLResponse)
+def dataset_page(request: Request, code: str, session: SessionDep) -> HTMLResponse:
+    me = web_principal(request)
+    try:
+        dataset = service.get_dataset(session, me, code)
+    except DomainError as exc:
+        return error_page(request, exc)
+    from quality.service import latest_run
+    from quality.tickets import ACTIVE
+    from quality.models import ProblemTicket
+    from sharing.policy import mask_kind, masked_by_default
+
+    items = sorted(dataset.items, key=lambda i: i.position)
+    versions = session.execute(select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id)
+                               .order_by(DatasetVersion.version.desc()).limit(10)).scalars().all()
+    run = latest_run(session, dataset) if me is not None and not me.is_external else None
+    tickets = (session.execute(select(ProblemTicket).where(ProblemTicket.dataset_id == dataset.id,
+                                                           ProblemTicket.status.in_(ACTIVE))).scalars().all()
+               if me is not None and not me.is_external else [])
+    sources = {}
+    for item in items:
+        ref = item.reference_item
+        if ref is not None and can_see_dataset(me, ref.dataset):
+            sources[item.id] = ref.dataset
+    return render(request, "dataset.html", principal=me, d=dataset, items=items, versions=versions, run=run,
+                  tickets=tickets, sources=sources, masks={i.code: mask_kind(i) for i in items if masked_by_default(i)},
+                  can_download=dataset.open_type == OpenType.unconditional and dataset.latest_version is not None,
+                  can_request=(me is not None and dataset.department_id != me.department_id
+                               and dataset.status == DatasetStatus.published and
+                               (me.is_external and dataset.open_type == OpenType.restricted or
+                                not me.is_external and dataset.share_type.value != "不予共享")),
+                  collected=dataset.collection_status == CollectionStatus.collected)
+
+
+# ---------------------------------------------------------------- open-data portal
+@router.get("/open", response_class=HTMLResponse)
+def open_portal(request: Request, session: SessionDep, page: Annotated[int, Query(ge=1, le=10_000)] = 1) -> HTMLResponse:
+    query = select(Dataset).where(Dataset.status == DatasetStatus.published,
+                                  Dataset.open_type.in_([OpenType.unconditional, OpenType.restricted]))
+    rows = session.execute(query.order_by(Dataset.open_type, Dataset.code).offset((page - 1) * 50).limit(50)
+                           ).unique().scalars().all()
+    return render(request, "open.html", datasets=rows, open_rate=service_open_rate(session))

@@ -1,0 +1,85 @@
+"""Server-rendered pages: sessions with CSRF, the dashboard, catalog search, dataset pages, the open-data portal,
+and that a page never shows what the API would refuse."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+
+
+def login(client: TestClient, username: str, password: str | None = None):
+    page = client.get("/login")
+    return client.post("/login", data={"username": username, "password": password or f"demo-{username}-2026",
+                                       "csrf": _csrf(page.text), "next": "/"}, follow_redirects=False)
+
+
+def test_anonymous_sees_the_welcome_and_only_the_open_catalog(client):
+    home = client.get("/")
+    assert home.status_code == 200 and "数据开放率" in home.text and "驾驶舱" not in home.text
+    catalog = client.get("/catalog", params={"q": "人口"})
+    assert catalog.status_code == 200 and "GAJ-00001" not in catalog.text
+    hidden = client.get("/catalog/GAJ-00001")
+    assert hidden.status_code == 404 and "页面不存在" in hidden.text and "<html" in hidden.text
+
+
+def test_login_needs_the_forms_csrf_token(client):
+    client.get("/login")
+    r = client.post("/login", data={"username": "steward", "password": "demo-steward-2026", "csrf": "0" * 40},
+                    follow_redirects=False)
+    assert r.status_code == 403 and "CSRF" in r.text and "odh_session" not in r.cookies
+
+
+def test_wrong_password_is_shown_inline(client):
+    r = login(client, "steward", "wrong-password")
+    assert r.status_code == 401 and "用户名或密码错误" in r.text and 'id="username"' in r.text
+
+
+def test_steward_logs_in_and_sees_the_dashboard_then_logs_out(client):
+    r = login(client, "steward")
+    assert r.status_code == 303 and r.cookies.get("odh_session")
+    cookie = r.cookies["odh_session"]
+    home = client.get("/")
+    for name in ("数据编目率", "数据归集率", "数据共享率", "数据开放率", "数据及时整改率"):
+        assert name in home.text
+    assert "<svg" in home.text and "大数据局 王管理" in home.text
+    assert client.get("/catalog/GAJ-00001").status_code == 200  # government users see the whole catalog
+    assert client.get("/quality/report").status_code == 200  # the session works on pages…
+    assert client.get("/api/v1/me").status_code == 401  # …but the API never reads cookies (no CSRF on the API)
+    out = client.post("/logout", data={"csrf": _csrf(home.text)}, follow_redirects=False)
+    assert out.status_code == 303
+    client.cookies.set("odh_session", cookie)  # replaying the old cookie: the token was revoked
+    assert "驾驶舱" not in client.get("/").text
+
+
+def test_pages_refuse_what_the_api_refuses(client):
+    login(client, "gaj_publisher")
+    r = client.get("/quality/report")
+    assert r.status_code == 403 and "没有权限" in r.text
+
+
+@pytest.mark.parametrize("share_type", ["无条件共享", "有条件共享"])
+def test_catalog_facets_filter_and_link(client, share_type):
+    login(client, "steward")
+    page = client.get("/catalog", params={"q": "信用", "share_type": share_type})
+    assert page.status_code == 200
+    tags = re.findall(r'<span class="tag">(无条件共享|有条件共享|不予共享)</span>', page.text)
+    assert tags and set(tags) == {share_type}
+    assert "share_type=" in page.text and "<em>信用</em>" in page.text
+
+
+def test_dataset_page_shows_items_sources_and_links(client):
+    login(client, "rsj_consumer")
+    page = client.get("/catalog/RSJ-00001")
+    assert page.status_code == 200
+    assert "公民身份号码" in page.text and "引用" in page.text and 'href="/catalog/GAJ-00001"' in page.text
+    assert "dcat.ttl" in page.text and "datapackage.json" in page.text
+
+
+def test_open_portal_page_lists_open_data(client):
+    page = client.get("/open")
+    assert page.status_code == 200 and "企业登记基本信息" in page.text and "人口基本信息" not in page.text
