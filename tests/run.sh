@@ -13,6 +13,21 @@ fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
 
+# Browser tests drive Debian's Chromium (Playwright's own browser download does not work here) and need a CJK font
+# for readable screenshots. Installed when missing and we may; in CI a missing browser fails the browser tests.
+if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    (apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null 2>&1 || \
+      (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null 2>&1)) || \
+      echo "note: could not install chromium (browser tests will say so)"
+  else
+    echo "note: /usr/bin/chromium missing; install it (apt-get install chromium fonts-wqy-microhei) for the browser tests"
+  fi
+fi
+if [ "${CI:-}" = "true" ]; then
+  export ODH_REQUIRE_BROWSER=1
+fi
+
 RUN_DB="odh_test_$(date +%Y%m%d%H%M%S)_$$_${RANDOM}"
 export ODH_TEST_POSTGRES_URL="$PG_SERVER/$RUN_DB"
 

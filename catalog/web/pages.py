@@ -186,7 +186,7 @@ def dataset_page(request: Request, code: str, session: SessionDep) -> HTMLRespon
     except DomainError as exc:
         return error_page(request, exc)
     from quality.service import latest_run
-    from quality.tickets import ACTIVE
+    from quality.tickets import ACTIVE, STATUS_NAMES
     from quality.models import ProblemTicket
     from sharing.policy import mask_kind, masked_by_default
 
@@ -203,7 +203,7 @@ def dataset_page(request: Request, code: str, session: SessionDep) -> HTMLRespon
         if ref is not None and can_see_dataset(me, ref.dataset):
             sources[item.id] = ref.dataset
     return render(request, "dataset.html", principal=me, d=dataset, items=items, versions=versions, run=run,
-                  tickets=tickets, sources=sources, masks={i.code: mask_kind(i) for i in items if masked_by_default(i)},
+                  tickets=tickets, ticket_status=STATUS_NAMES, sources=sources, masks={i.code: mask_kind(i) for i in items if masked_by_default(i)},
                   can_download=dataset.open_type == OpenType.unconditional and dataset.latest_version is not None,
                   can_request=(me is not None and dataset.department_id != me.department_id
                                and dataset.status == DatasetStatus.published and
