@@ -1,6 +1,13 @@
 """Small helpers shared by the API tests."""
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
 from fastapi.testclient import TestClient
 
 from tests.conftest import bearer
@@ -35,3 +42,23 @@ def dataset_body(elements: dict[str, str], **overrides) -> dict:
     }
     body.update(overrides)
     return body
+
+
+@contextmanager
+def live_server(app, timeout: float = 30) -> Iterator[str]:  # noqa: ANN001
+    """Serve `app` with uvicorn on a free loopback port in a thread; yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the live server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)

@@ -6,15 +6,12 @@ missing browser fails instead of skipping."""
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from catalog.app import create_app
+from tests.helpers import live_server
 from tests.sharing_helpers import deliver
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,20 +32,8 @@ def live(backend, db, settings):
     if backend != "sqlite":
         pytest.skip("the pages are the same on both databases; the browser runs once, on the embedded default")
     deliver(db, settings)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, database=db), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with live_server(create_app(settings, database=db)) as url:
+        yield url
 
 
 @pytest.fixture

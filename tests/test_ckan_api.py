@@ -6,11 +6,8 @@ import datetime as dt
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +15,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import requests
-import uvicorn
 from ckanapi import NotAuthorized, NotFound, RemoteCKAN, ValidationError
 from sqlalchemy import select
 
@@ -28,6 +24,7 @@ from catalog.enums import DatasetStatus, OpenType
 from catalog.models import DataElement, Dataset, User
 from catalog.settings import Settings
 from sharing.models import AuditEntry
+from tests.helpers import live_server
 from tests.conftest import PG_URL, TEST_ELEMENTS, _database
 from tests.sharing_helpers import approved_grant, deliver, version_table
 
@@ -75,12 +72,6 @@ class Live:
             return {c.lower() for c, o in rows if not public_only or getattr(o, "value", o) in PUBLIC}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def live(request, templates, tmp_path_factory):  # noqa: ANN001, ANN201
     """A seeded catalog with the demo deliveries, test data elements and a token per user, served by uvicorn."""
@@ -101,19 +92,10 @@ def live(request, templates, tmp_path_factory):  # noqa: ANN001, ANN201
         for user in s.execute(select(User)).scalars():
             tokens[user.username] = issue_token(s, settings.secret_key, user, "test", 1)[1]
     app = create_app(settings, database=db)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the live server did not start"
-        time.sleep(0.05)
     try:
-        yield Live(f"http://127.0.0.1:{port}", db, settings, tokens)
+        with live_server(app) as url:
+            yield Live(url, db, settings, tokens)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         next(databases, None)
 
 

@@ -8,7 +8,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from typing import Any
 
 import pytest
 import requests
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -39,18 +37,13 @@ from catalog.security import hash_password
 from catalog.service import create_dataset, withdraw_dataset
 from catalog.settings import Settings
 from schemas.loader import load_standards, read_standards
+from tests.helpers import live_server
 from tests.conftest import _pg_url, bearer
 
 runner = CliRunner()
 
 
 # ---------------------------------------------------------------- two instances: a county (served) and a city
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class County:
     url: str
@@ -72,19 +65,8 @@ def county(db, tmp_path):
     with db.session() as s:
         steward = s.execute(select(User).where(User.username == "steward")).scalar_one()
         token = issue_token(s, settings.secret_key, steward, "federation", 1)[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, database=db), host="127.0.0.1", port=_free_port(),
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the county server did not start"
-        time.sleep(0.05)
-    try:
-        yield County(f"http://127.0.0.1:{server.config.port}", db, token)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with live_server(create_app(settings, database=db)) as url:
+        yield County(url, db, token)
 
 
 @dataclass

@@ -15,7 +15,6 @@ from catalog.models import Dataset
 from tests.conftest import bearer
 from tests.sharing_helpers import (
     ASKED,
-    NARROWED,
     approved_grant,
     credential,
     decide,
