@@ -6,6 +6,8 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
+
+from catalog.endpoints import ERRORS
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
@@ -17,7 +19,7 @@ from catalog.federation.models import HarvestItem, HarvestRecord, HarvestRun, Ha
 from catalog.models import DataItem, Dataset
 from catalog.permissions import require_principal
 
-router = APIRouter(prefix="/api/v1/harvest", tags=["harvest"])
+router = APIRouter(prefix="/api/v1/harvest", tags=["harvest"], responses={k: ERRORS[k] for k in (400, 401, 403, 404, 422)})
 
 SourceName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", examples=["xc"])]
 
