@@ -545,6 +545,27 @@ def record_failure(session: Session, dataset: Dataset, delivery: Delivery, princ
     return run
 
 
+def deliver_and_check(session: Session, storage: Storage, principal: Principal | None, dataset: Dataset,
+                      delivery: Delivery, max_bytes: int | None = None) -> CollectionResult:
+    """A delivery as the API takes it: a refusal is recorded as a failed run and raised again; a new version is
+    committed, then checked for quality in its own transaction (a published version stays published)."""
+    dataset_id = dataset.id
+    try:
+        result = deliver(session, storage, principal, dataset, delivery, max_bytes=max_bytes)
+    except CollectionRejected as exc:
+        session.rollback()
+        record_failure(session, session.get(Dataset, dataset_id), delivery, principal, exc.message)
+        session.commit()
+        raise
+    session.commit()
+    if result.status == "published":
+        from quality.service import run_quality  # quality imports this module
+
+        run_quality(session, storage, dataset, result.version)
+        session.commit()
+    return result
+
+
 def latest_version(session: Session, dataset_id: int) -> DatasetVersion | None:
     return session.execute(
         select(DatasetVersion).where(DatasetVersion.dataset_id == dataset_id)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Response, UploadFile
 from sqlalchemy import select
 
 from catalog import collection, service
-from catalog.collection import CollectionRejected, Delivery, DeliveryTooLarge
+from catalog.collection import Delivery, DeliveryTooLarge
 from catalog.deps import PrincipalDep, SessionDep, SettingsDep
 from catalog.endpoints import ERRORS, DatasetCodePath, PageNo, PageSize
 from catalog.indicators import collection_rate
@@ -54,22 +54,8 @@ def run_out(run: CollectionRun, versions: dict[int, int], names: dict[int, str])
 def _collect(session, settings, principal, dataset, delivery: Delivery, response: Response) -> CollectionOut:
     """The caller has found the dataset and checked the caller may deliver (refusals are not recorded as runs)."""
     code = dataset.code
-    storage = storage_for(settings.resolved_storage_root())
-    try:
-        result = collection.deliver(session, storage, principal, dataset, delivery,
-                                    max_bytes=settings.max_upload_bytes)
-    except CollectionRejected as exc:
-        session.rollback()
-        collection.record_failure(session, service.find_dataset(session, code), delivery, principal, exc.message)
-        session.commit()
-        raise
-    session.commit()
-    if result.status == "published":
-        # Quality runs on every new version (its own transaction: a published version stays published).
-        from quality.service import run_quality
-
-        run_quality(session, storage, dataset, result.version)
-        session.commit()
+    result = collection.deliver_and_check(session, storage_for(settings.resolved_storage_root()), principal, dataset,
+                                          delivery, max_bytes=settings.max_upload_bytes)
     names = _usernames(session, {result.run.delivered_by_id, result.version.delivered_by_id})
     response.status_code = 201 if result.status == "published" else 200
     return CollectionOut(status=result.status, dataset_code=code, collection_status=dataset.collection_status,

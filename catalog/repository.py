@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from catalog.errors import NotFound
-from catalog.models import AuthoritativeSource, DataElement, DataItem, Dataset, Department
+from catalog.models import AuthoritativeSource, DataElement, DataItem, Dataset, Department, User
 from catalog.schemas import (
     AuthoritativeSourceOut,
     DataElementDetail,
@@ -22,6 +22,12 @@ from catalog.service import _version_key, authoritative_source
 def department_out(d: Department) -> DepartmentOut:
     return DepartmentOut(code=d.code, name=d.name, short_name=d.short_name,
                          parent_code=d.parent.code if d.parent_id and d.parent else None)
+
+
+def department_and_user_names(session: Session) -> tuple[dict[int, str], dict[int, str]]:
+    """Department names and user names by id, read once per request rather than once per listed record."""
+    return (dict(session.execute(select(Department.id, Department.name)).all()),
+            dict(session.execute(select(User.id, User.username)).all()))
 
 
 def list_departments(session: Session, offset: int, limit: int) -> tuple[int, list[Department]]:

@@ -9,8 +9,9 @@ from sqlalchemy import or_, select
 from catalog import service
 from catalog.deps import PrincipalDep, SessionDep
 from catalog.endpoints import ERRORS, DatasetCodePath, PageNo, PageSize
-from catalog.models import Dataset, DatasetVersion, Department, User
+from catalog.models import Dataset, DatasetVersion
 from catalog.permissions import check_read_catalog, require_principal
+from catalog.repository import department_and_user_names
 from catalog.schemas import Page
 from quality import tickets
 from quality.models import ProblemTicket
@@ -27,16 +28,10 @@ router = APIRouter(prefix="/api/v1", tags=["tickets"], responses={k: ERRORS[k] f
 TicketId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-def _names(session) -> tuple[dict[int, str], dict[int, str]]:
-    """Department and user names, read once per request rather than once per ticket."""
-    return (dict(session.execute(select(Department.id, Department.name)).all()),
-            dict(session.execute(select(User.id, User.username)).all()))
-
-
 def ticket_out(session, principal, t: ProblemTicket, names: tuple[dict[int, str], dict[int, str]] | None = None
                ) -> TicketOut:
     dataset = session.get(Dataset, t.dataset_id)
-    depts, users = names or _names(session)
+    depts, users = names or department_and_user_names(session)
     version = session.get(DatasetVersion, t.latest_version_id).version if t.latest_version_id else None
     roles = tickets.roles_on(principal, t) if principal else set()
     allowed = [to for to, who in tickets.TRANSITIONS.get(t.status, {}).items() if who & roles]
@@ -76,7 +71,7 @@ def list_tickets(session: SessionDep, principal: PrincipalDep, page: PageNo = 1,
     if overdue is not None:
         rows = [t for t in rows if tickets.is_overdue(t) == overdue]
     chunk = rows[(page - 1) * page_size: page * page_size]
-    names = _names(session)
+    names = department_and_user_names(session)
     return Page[TicketOut](total=len(rows), page=page, page_size=page_size,
                            items=[ticket_out(session, p, t, names) for t in chunk])
 

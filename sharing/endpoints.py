@@ -13,6 +13,7 @@ from catalog.endpoints import ERRORS, PageNo, PageSize
 from catalog.errors import Conflict, PermissionDenied
 from catalog.models import Dataset, Department, User
 from catalog.permissions import check_read_catalog, require_principal
+from catalog.repository import department_and_user_names
 from catalog.schemas import Page
 from catalog.security import hash_password
 from sharing import service
@@ -40,13 +41,8 @@ GrantId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 PUBLIC_DEPARTMENT = ("PUBLIC", "社会公众（注册用户）")
 
 
-def _names(session) -> tuple[dict[int, str], dict[int, str]]:  # noqa: ANN001
-    return (dict(session.execute(select(Department.id, Department.name)).all()),
-            dict(session.execute(select(User.id, User.username)).all()))
-
-
 def request_out(session, req: ShareRequest, names=None) -> ShareRequestOut:  # noqa: ANN001
-    depts, users = names or _names(session)
+    depts, users = names or department_and_user_names(session)
     grant = service.grant_of(session, req.id)
     return ShareRequestOut(
         id=req.id, kind=req.kind, dataset=req.dataset.code, dataset_name=req.dataset.name,
@@ -65,7 +61,7 @@ def request_out(session, req: ShareRequest, names=None) -> ShareRequestOut:  # n
 
 
 def grant_out(session, grant: Grant, names=None) -> GrantOut:  # noqa: ANN001
-    depts, _ = names or _names(session)
+    depts, _ = names or department_and_user_names(session)
     return GrantOut(
         id=grant.id, request_id=grant.request_id, kind=grant.kind, dataset=grant.dataset.code,
         dataset_name=grant.dataset.name, provider_department=depts[grant.provider_department_id],
@@ -94,7 +90,7 @@ def list_requests(session: SessionDep, principal: PrincipalDep, page: PageNo = 1
                   status_: Annotated[str | None, Query(alias="status", pattern="^(submitted|pending_steward|approved|rejected|returned|withdrawn)$")] = None
                   ) -> Page[ShareRequestOut]:
     total, rows = service.list_requests(session, principal, box, status_, (page - 1) * page_size, page_size)
-    names = _names(session)
+    names = department_and_user_names(session)
     return Page(total=total, page=page, page_size=page_size, items=[request_out(session, r, names) for r in rows])
 
 
@@ -133,7 +129,7 @@ def withdraw(request_id: RequestId, body: WithdrawIn, session: SessionDep, princ
 def list_grants(session: SessionDep, principal: PrincipalDep, page: PageNo = 1,
                 page_size: PageSize = 20) -> Page[GrantOut]:
     total, rows = service.list_grants(session, principal, (page - 1) * page_size, page_size)
-    names = _names(session)
+    names = department_and_user_names(session)
     return Page(total=total, page=page, page_size=page_size, items=[grant_out(session, g, names) for g in rows])
 
 
@@ -200,7 +196,7 @@ def list_audit(session: SessionDep, principal: PrincipalDep, page: PageNo = 1, p
     total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     rows = session.execute(query.order_by(AuditEntry.seq.desc()).offset((page - 1) * page_size).limit(page_size)
                            ).scalars().all()
-    depts, _ = _names(session)
+    depts, _ = department_and_user_names(session)
     codes = dict(session.execute(select(Dataset.id, Dataset.code).where(
         Dataset.id.in_({r.dataset_id for r in rows if r.dataset_id}))).all())
     return Page(total=total, page=page, page_size=page_size, items=[AuditEntryOut(

@@ -209,6 +209,15 @@ class GatewayRuntime:
         return Caller(cred_id, grant_id, kind, grantee, consumer, provider, dataset_id, code, latest, list(fields),
                       list(row_filter or []), list(unmasked or []), rpm, rows_per_day)
 
+    def refuse_other_dataset(self, code: str) -> None:
+        """A dataset the credential does not cover: 403 `insufficient_scope` if it is in the catalog, else 404 (its
+        existence is not revealed)."""
+        with self.db.sessionmaker() as session:
+            status = session.execute(select(Dataset.status).where(Dataset.code == code)).scalar_one_or_none()
+        if status is None or getattr(status, "value", status) != "published":
+            raise NotFound(f"资源 {code} 不存在")
+        raise ScopeError(f"本凭证的授权不包含资源 {code}")
+
     # --- quotas ----------------------------------------------------------------------------------------------------
 
     def take_quota(self, caller: Caller, want: int) -> int:
@@ -291,20 +300,21 @@ class GatewayRuntime:
             ProblemTicket.item_code.in_(granted))).scalars().all()
         rows: dict[str, list[np.ndarray]] = {}
         items: dict[str, list[int]] = {}
+        served = session.execute(select(DatasetVersion.id).where(
+            DatasetVersion.dataset_id == dataset.id, DatasetVersion.version == version)).scalar_one_or_none()
         for ticket in tickets:
-            positions = self._ticket_rows(session, ticket, dataset, version)
+            positions = self._ticket_rows(session, ticket, served)
             if positions is None:
                 items.setdefault(ticket.item_code, []).append(ticket.id)
             else:
                 rows.setdefault(ticket.item_code, []).append(positions)
         return {code: np.unique(np.concatenate(parts)) for code, parts in rows.items()}, items
 
-    def _ticket_rows(self, session, ticket: ProblemTicket, dataset: Dataset, version: int) -> np.ndarray | None:  # noqa: ANN001
+    def _ticket_rows(self, session, ticket: ProblemTicket, served: int | None) -> np.ndarray | None:  # noqa: ANN001
+        """Positions of the rows the ticket's rule failed, when its latest run checked the served version (id)."""
         if ticket.origin != "quality" or ticket.latest_run_id is None:
             return None  # a report (数据异议) names an item, not rows
         run = session.get(QualityRun, ticket.latest_run_id)
-        served = session.execute(select(DatasetVersion.id).where(
-            DatasetVersion.dataset_id == dataset.id, DatasetVersion.version == version)).scalar_one_or_none()
         if run is None or run.version_id != served or not run.failing_keys_path:
             return None  # the failing rows were found on another version: mark the item, not row positions
         with self.storage.open(run.failing_keys_path, "rb") as fh:

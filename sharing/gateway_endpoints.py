@@ -15,7 +15,6 @@ from catalog.enums import DatasetStatus, OpenType
 from catalog.errors import DomainError, NotFound, PermissionDenied
 from catalog.models import Dataset
 from catalog.permissions import can_see_dataset
-from sharing.engine import ScopeError
 from catalog.models import utcnow
 from sharing.gateway import (
     Caller,
@@ -81,7 +80,7 @@ async def read_rows(request: Request, code: DatasetCodePath, format: Format = "j
         caller = runtime.authenticate(raw)
         detail["credential_id"] = caller.credential_id
         if caller.dataset_code != code:
-            _not_granted(request, code)
+            runtime.refuse_other_dataset(code)
         pinned = pinned_version(caller.latest_version, version, code)
         paged = format in ("json", "csv")
         want = (limit if limit and limit > 0 else DEFAULT_PAGE_ROWS) if paged else (limit or caller.rows_per_day)
@@ -108,17 +107,6 @@ async def read_rows(request: Request, code: DatasetCodePath, format: Format = "j
     detail.update(rows=page.rows, bytes=page.bytes, version=pinned)
     await runtime.audit.write(audit_entry(caller, "rows", 200, detail))
     return _response(page)
-
-
-def _not_granted(request: Request, code: str) -> None:
-    """A dataset the credential does not cover: 403 if the consumer may see it in the catalog, else 404."""
-    db = request.app.state.db
-    with db.sessionmaker() as session:
-        dataset = session.execute(select(Dataset).where(Dataset.code == code)).unique().scalar_one_or_none()
-        visible = dataset is not None and dataset.status == DatasetStatus.published
-    if not visible:
-        raise NotFound(f"资源 {code} 不存在")
-    raise ScopeError(f"本凭证的授权不包含资源 {code}")
 
 
 @gateway.get("/grant", summary="本凭证的授权范围（字段、脱敏方式、筛选、有效期、配额）")

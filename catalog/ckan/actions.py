@@ -605,20 +605,10 @@ def resource_create(ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
                 out.write(chunk)
         delivery = Delivery(kind="upload", name=filename, path=path, file_format=file_format)
         try:
-            result = collection.deliver(ctx.session, storage, principal, dataset, delivery,
-                                        max_bytes=settings.max_upload_bytes)
+            result = collection.deliver_and_check(ctx.session, storage, principal, dataset, delivery,
+                                                  max_bytes=settings.max_upload_bytes)
         except CollectionRejected as exc:
-            ctx.session.rollback()
-            collection.record_failure(ctx.session, service.find_dataset(ctx.session, code), delivery, principal,
-                                      exc.message)
-            ctx.session.commit()
             raise invalid("upload", exc.message) from None
-    ctx.session.commit()
-    if result.status == "published":
-        from quality.service import run_quality  # quality runs on every new version, in its own transaction
-
-        run_quality(ctx.session, storage, dataset, result.version)
-        ctx.session.commit()
     fmt = {"jsonl": "json", "parquet": "parquet"}.get(file_format, "csv")
     wanted = f"{mapping.slug(code)}-v{result.version.version}-{fmt}"
     dataset = service.find_dataset(ctx.session, code)

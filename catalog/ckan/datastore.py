@@ -150,15 +150,6 @@ def _open_dataset(ctx: Any, code: str) -> tuple[int, int, int | None]:
         return dataset.id, dataset.department_id, dataset.latest_version
 
 
-def _not_granted(ctx: Any, code: str) -> None:
-    """A dataset the credential does not cover: 403 if it exists in the catalog, else 404 (as the gateway does)."""
-    with ctx.db.sessionmaker() as session:
-        status = session.execute(select(Dataset.status).where(Dataset.code == code)).scalar_one_or_none()
-    if status is None or getattr(status, "value", status) != DatasetStatus.published.value:
-        raise NotFound(f"资源 {code} 不存在")
-    raise ScopeError(f"本凭证的授权不包含资源 {code}")
-
-
 def _text_filter(view: pa.Table, q: str | dict[str, str], granted: list[str], masked: dict[str, str]) -> pa.Table:
     schema = view.schema
 
@@ -295,7 +286,7 @@ async def datastore_search(ctx: Any, data: dict[str, Any]) -> dict[str, Any]:
             caller = runtime.authenticate(ctx.grant_token)
             detail["credential_id"] = caller.credential_id
             if caller.dataset_code != code:
-                await run_in_threadpool(_not_granted, ctx, code)
+                await run_in_threadpool(runtime.refuse_other_dataset, code)
             pinned = _pinned(caller.latest_version, version, resource_id)
             rows_left = runtime.take_quota(caller, _wanted_rows(params, runtime.settings.gateway_max_page_rows))
             scope = await run_in_threadpool(runtime.grant_scope, caller, pinned, grant_specs(caller))
