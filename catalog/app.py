@@ -12,6 +12,7 @@ from catalog import collection_endpoints, endpoints, export_endpoints
 from catalog.ckan import router as ckan_router
 from catalog.federation import endpoints as federation_endpoints
 from catalog.web import pages as web_pages
+from catalog.web import provider_pages, quality_pages, sharing_pages
 from quality import endpoints as quality_endpoints
 from quality import ticket_endpoints
 from sharing import endpoints as sharing_endpoints
@@ -62,6 +63,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(export_endpoints.router)
     app.include_router(federation_endpoints.router)
     app.include_router(web_pages.router)
+    app.include_router(provider_pages.router)
+    app.include_router(sharing_pages.router)
+    app.include_router(quality_pages.router)
     app.state.gateway = GatewayRuntime(db, settings, storage_for(settings.resolved_storage_root()))
 
     @app.exception_handler(DomainError)

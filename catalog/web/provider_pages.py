@@ -1,0 +1,6 @@
+"""(skeleton — filled in by the issue 6 work)"""
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)
