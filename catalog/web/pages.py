@@ -2,6 +2,7 @@
 same principal, so it never shows what the API would refuse."""
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -60,7 +61,20 @@ def _rate(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
+def _cn_time(value, fmt: str = "%Y-%m-%d %H:%M") -> str:  # noqa: ANN001
+    """Times are stored in UTC (SQLite hands them back naive); people read Beijing time."""
+    if value is None:
+        return "—"
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.astimezone(CHINA)
+    return value.strftime(fmt)
+
+
+CHINA = dt.timezone(dt.timedelta(hours=8))
 templates.env.filters["rate"] = _rate
+templates.env.filters["cn_time"] = _cn_time
 
 
 # ---------------------------------------------------------------- home / 驾驶舱
