@@ -1,11 +1,13 @@
 """Indicators computed from the catalog (DOMAIN.md "Indicators"), never typed in."""
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.enums import CollectionStatus, DatasetStatus
-from catalog.models import Dataset, Department, InventoryEntry
+from catalog.models import CollectionRun, Dataset, DatasetVersion, Department, InventoryEntry
 from catalog.schemas import CataloguingIndicator, CataloguingRate, CollectionIndicator, CollectionRate
 
 
@@ -61,3 +63,45 @@ def collection_rate(session: Session) -> CollectionIndicator:
     total = {s.value: sum(c[s.value] for _, c in per_dept.values()) for s in CollectionStatus}
     return CollectionIndicator(overall=rate(None, "全市", total),
                                departments=[rate(code, name, counts) for code, (name, counts) in per_dept.items()])
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    return value.replace(tzinfo=dt.timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+def daily_trend(session: Session, days: int = 30, now: dt.datetime | None = None) -> list[dict]:
+    """编目率 and 归集率 as they stood at the end of each of the last `days` days (Beijing time), recomputed from the
+    timestamps the platform keeps (dataset created/withdrawn, versions, collection runs) — nothing is stored or typed
+    in, so the trend of a fresh deployment starts on its first day."""
+    from catalog.collection import derive_status  # collection imports this module's neighbours; keep it lazy
+
+    now = _aware(now) or dt.datetime.now(dt.timezone.utc)
+    china = dt.timezone(dt.timedelta(hours=8))
+    today = now.astimezone(china).date()
+    datasets = [(d.id, d.code, _aware(d.created_at), _aware(d.withdrawn_at), d) for d in session.execute(
+        select(Dataset)).unique().scalars()]
+    inventory = set(session.execute(select(InventoryEntry.code)).scalars())
+    versions: dict[int, list[dt.datetime]] = {}
+    for dataset_id, at in session.execute(select(DatasetVersion.dataset_id, DatasetVersion.collected_at)):
+        versions.setdefault(dataset_id, []).append(_aware(at))
+    runs: dict[int, list[tuple[dt.datetime, str]]] = {}
+    for dataset_id, at, status in session.execute(
+            select(CollectionRun.dataset_id, CollectionRun.finished_at, CollectionRun.status).order_by(CollectionRun.id)):
+        runs.setdefault(dataset_id, []).append((_aware(at), status))
+    points = []
+    for back in range(days - 1, -1, -1):
+        day = today - dt.timedelta(days=back)
+        end = min(now, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), china))
+        alive = [(i, code, d) for i, code, created, withdrawn, d in datasets
+                 if created <= end and (withdrawn is None or withdrawn > end)]
+        catalogued = sum(1 for _, code, _ in alive if code in inventory)
+        collected = 0
+        for i, _, d in alive:
+            good = [at for at in versions.get(i, []) if at <= end]
+            past_runs = [status for at, status in runs.get(i, []) if at <= end]
+            if derive_status(d, max(good) if good else None, bool(past_runs) and past_runs[-1] == "failed",
+                             end) == CollectionStatus.collected:
+                collected += 1
+        points.append({"day": day, "编目率": catalogued / len(inventory) if inventory else None,
+                       "归集率": collected / len(alive) if alive else None})
+    return points

@@ -83,3 +83,42 @@ def test_dataset_page_shows_items_sources_and_links(client):
 def test_open_portal_page_lists_open_data(client):
     page = client.get("/open")
     assert page.status_code == 200 and "企业登记基本信息" in page.text and "人口基本信息" not in page.text
+
+
+def test_workspace_shows_each_role_what_waits_for_it(client, db, settings):
+    from tests.sharing_helpers import deliver
+
+    deliver(db, settings)
+    assert client.get("/workspace", follow_redirects=False).headers["location"] == "/login?next=/workspace"
+    login(client, "gaj_publisher")
+    page = client.get("/workspace").text
+    assert "本部门资源" in page and 'href="/catalog/GAJ-00001/deliver"' in page and "待我审核的共享申请" in page
+    assert "SCJG-00001" not in page  # another department's datasets are not listed as mine
+    client.cookies.clear()
+    login(client, "rsj_consumer")
+    page = client.get("/workspace").text
+    assert "我的申请" in page and "本部门资源" not in page and "待大数据局审核" not in page
+    client.cookies.clear()
+    login(client, "steward")
+    page = client.get("/workspace").text
+    assert "待大数据局审核" in page and "待仲裁的异议工单" in page
+
+
+def test_dashboard_trend_is_recomputed_from_timestamps(client, db, settings):
+    import datetime as dt
+
+    from catalog import indicators
+    from tests.sharing_helpers import deliver
+
+    deliver(db, settings)
+    with db.session() as s:
+        today = indicators.daily_trend(s, days=5)
+        now_rates = (indicators.cataloguing_rate(s).overall.rate, indicators.collection_rate(s).overall.rate)
+        before_seeding = indicators.daily_trend(s, days=3, now=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3))
+    assert len(today) == 5 and today[-1]["day"] == dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    assert round(today[-1]["编目率"], 4) == now_rates[0] and round(today[-1]["归集率"], 4) == now_rates[1]
+    # Three days ago nothing had been catalogued yet: 编目率 0 against the declared inventory, no 归集率 denominator.
+    assert all(p["编目率"] == 0 and p["归集率"] is None for p in before_seeding)
+    login(client, "steward")
+    home = client.get("/").text
+    assert "近 30 天趋势" in home and "<polyline" in home and "各部门指标" in home

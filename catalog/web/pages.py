@@ -94,11 +94,12 @@ def home(request: Request, session: SessionDep) -> HTMLResponse:
     share_denominator = sum(r["approved"] + r["rejected"] + r["pending_overdue"] for r in shares)
     due = sum(r["due"] for r in rect)
     overall = {
-        "编目率": (cataloguing.overall.rate, "/catalog"),
+        "编目率": (cataloguing.overall.rate, "/steward/inventory" if me.is_steward else "/catalog"),
         "归集率": (collection.overall.rate, "/catalog?collection_status=已归集"),
-        "共享率": (approved / share_denominator if share_denominator else None, "/api/v1/indicators/sharing"),
+        "共享率": (approved / share_denominator if share_denominator else None,
+                   "/requests?box=all" if me.is_steward else "/requests?box=mine"),
         "开放率": (service_open_rate(session)["rate"], "/open"),
-        "及时整改率": (sum(r["on_time"] for r in rect) / due if due else None, "/api/v1/indicators/rectification"),
+        "及时整改率": (sum(r["on_time"] for r in rect) / due if due else None, "/tickets"),
     }
     departments = sorted({d.department_code: d.department_name for d in collection.departments}.items())
     per_dept = {code: {"name": name, "编目率": None, "归集率": None} for code, name in departments}
@@ -106,7 +107,54 @@ def home(request: Request, session: SessionDep) -> HTMLResponse:
         per_dept.setdefault(d.department_code, {"name": d.department_name, "归集率": None})["编目率"] = d.rate
     for d in collection.departments:
         per_dept[d.department_code]["归集率"] = d.rate
-    return render(request, "home.html", principal=me, overall=overall, per_dept=per_dept)
+    for r in shares:
+        per_dept.setdefault(r["department"], {"name": r["department_name"]})["共享率"] = r["rate"]
+    for r in rect:
+        per_dept.setdefault(r["department_code"], {"name": r["department_name"]})["及时整改率"] = r["rate"]
+    trend = indicators.daily_trend(session, days=30)
+    return render(request, "home.html", principal=me, overall=overall, per_dept=per_dept, trend=trend)
+
+
+# ---------------------------------------------------------------- 工作台: what waits for me, by role
+@router.get("/workspace", response_class=HTMLResponse)
+def workspace(request: Request, session: SessionDep) -> HTMLResponse:
+    me = web_principal(request)
+    if me is None:
+        return RedirectResponse("/login?next=/workspace", status_code=303)
+    from catalog.enums import Role
+    from quality.models import ProblemTicket
+    from quality.service import latest_run
+    from quality.tickets import ACTIVE, is_overdue
+    from sharing import service as sharing
+
+    context: dict[str, Any] = {"principal": me}
+    if me.has(Role.publisher):
+        own = session.execute(select(Dataset).where(Dataset.department_id == me.department_id,
+                                                    Dataset.status == DatasetStatus.published)
+                              .order_by(Dataset.code)).unique().scalars().all()
+        context["own_datasets"] = [(d, latest_run(session, d)) for d in own]
+        from catalog.federation.models import harvested_from
+
+        context["harvested"] = {d.id for d in own if harvested_from(session, d.id) is not None}
+        context["to_review"], _ = sharing.list_requests(session, me, "review", sharing.SUBMITTED, 0, 1)
+    if not me.is_external:
+        active = session.execute(select(ProblemTicket).where(
+            ProblemTicket.assigned_department_id == me.department_id, ProblemTicket.status.in_(ACTIVE))).scalars().all()
+        context["tickets_active"] = len(active)
+        context["tickets_overdue"] = sum(1 for t in active if is_overdue(t))
+    if me.is_steward:
+        context["steward_review"], _ = sharing.list_requests(session, me, "all", sharing.PENDING_STEWARD, 0, 1)
+        every = session.execute(select(ProblemTicket).where(ProblemTicket.status.in_(ACTIVE))).scalars().all()
+        context["disputed"] = sum(1 for t in every if t.status == "disputed")
+        context["overdue_all"] = sum(1 for t in every if is_overdue(t))
+    mine_total, mine = sharing.list_requests(session, me, "mine", None, 0, 10)
+    context["my_requests"] = mine
+    context["my_requests_total"] = mine_total
+    context["request_status"] = sharing.STATUS_NAMES
+    _, grants = sharing.list_grants(session, me, 0, 200)
+    context["my_grants"] = [g for g in grants if g.consumer_department_id == me.department_id][:10]
+    context["grant_status"] = {g.id: sharing.grant_status(g) for g in grants}
+    return render(request, "workspace.html", **context)
 
 
 def service_open_rate(session) -> dict[str, Any]:  # noqa: ANN001
