@@ -122,3 +122,22 @@ def test_dashboard_trend_is_recomputed_from_timestamps(client, db, settings):
     login(client, "steward")
     home = client.get("/").text
     assert "近 30 天趋势" in home and "<polyline" in home and "各部门指标" in home
+
+
+def test_dataset_page_actions_follow_the_callers_part(client, db, settings):
+    from tests.sharing_helpers import deliver
+
+    deliver(db, settings)
+    login(client, "gaj_publisher")
+    own = client.get("/catalog/GAJ-00001").text
+    assert 'href="/catalog/GAJ-00001/deliver"' in own and 'href="/catalog/GAJ-00001/edit"' in own
+    assert 'href="/catalog/GAJ-00001/request"' not in own  # nobody requests its own data
+    ttl = client.get("/catalog/GAJ-00001/dcat.ttl")  # the session reads the metadata document the link points to
+    assert ttl.status_code == 200 and "人口基本信息" in ttl.text
+    client.cookies.clear()
+    login(client, "rsj_consumer")
+    other = client.get("/catalog/GAJ-00001").text
+    assert 'href="/catalog/GAJ-00001/request"' in other and 'href="/catalog/GAJ-00001/report"' in other
+    assert "/deliver" not in other and "/edit" not in other
+    client.cookies.clear()
+    assert client.get("/catalog/GAJ-00001/dcat.ttl").status_code == 404  # anonymous: not in the open catalog

@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from catalog import auth, indicators, repository, service
-from catalog.deps import SearchDep, SessionDep
+from catalog.deps import PrincipalDep, SearchDep, SessionDep
 from catalog.enums import CollectionStatus, DatasetStatus, OpenType
 from catalog.errors import DomainError, NotAuthenticated
 from catalog.models import Dataset, DatasetVersion
@@ -256,6 +256,17 @@ def dataset_page(request: Request, code: str, session: SessionDep) -> HTMLRespon
     versions = session.execute(select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id)
                                .order_by(DatasetVersion.version.desc()).limit(10)).scalars().all()
     run = latest_run(session, dataset) if me is not None and not me.is_external else None
+    history = []
+    if run is not None:
+        from quality.models import QualityRun
+
+        history = session.execute(
+            select(QualityRun, DatasetVersion.version).join(DatasetVersion, DatasetVersion.id == QualityRun.version_id)
+            .where(QualityRun.dataset_id == dataset.id).order_by(QualityRun.id.desc()).limit(20)).all()[::-1]
+    from catalog.federation.models import harvested_from
+
+    is_owner = (me is not None and me.department_id == dataset.department_id and "publisher" in me.roles
+                and dataset.status == DatasetStatus.published and harvested_from(session, dataset.id) is None)
     tickets = (session.execute(select(ProblemTicket).where(ProblemTicket.dataset_id == dataset.id,
                                                            ProblemTicket.status.in_(ACTIVE))).scalars().all()
                if me is not None and not me.is_external else [])
@@ -271,7 +282,11 @@ def dataset_page(request: Request, code: str, session: SessionDep) -> HTMLRespon
                                and dataset.status == DatasetStatus.published and
                                (me.is_external and dataset.open_type == OpenType.restricted or
                                 not me.is_external and dataset.share_type.value != "不予共享")),
-                  collected=dataset.collection_status == CollectionStatus.collected)
+                  collected=dataset.collection_status == CollectionStatus.collected, history=history,
+                  is_owner=is_owner, done=DONE_MESSAGES.get(request.query_params.get("done", "")))
+
+
+DONE_MESSAGES = {"created": "资源已登记，已进入数据目录。", "updated": "资源信息已保存。", "reported": "问题已反馈，已生成问题数据工单。"}
 
 
 # ---------------------------------------------------------------- open-data portal
@@ -282,3 +297,20 @@ def open_portal(request: Request, session: SessionDep, page: Annotated[int, Quer
     rows = session.execute(query.order_by(Dataset.open_type, Dataset.code).offset((page - 1) * 50).limit(50)
                            ).unique().scalars().all()
     return render(request, "open.html", datasets=rows, open_rate=service_open_rate(session))
+
+
+# ---------------------------------------------------------------- metadata documents for the signed-in browser
+# The /api/v1 documents take a bearer token only; these page paths serve the same documents to the session, so the
+# dataset page's links work for what the signed-in user may see (and answer 404 for what they may not).
+@router.get("/catalog/{code}/dcat.ttl")
+def page_dcat(code: str, request: Request, session: SessionDep, principal: PrincipalDep):  # noqa: ANN201
+    from catalog import export_endpoints
+
+    return export_endpoints.dataset_turtle(code, request, session, principal)
+
+
+@router.get("/catalog/{code}/datapackage.json")
+def page_datapackage(code: str, request: Request, session: SessionDep, principal: PrincipalDep):  # noqa: ANN201
+    from catalog import export_endpoints
+
+    return export_endpoints.dataset_datapackage(code, request, session, principal)
