@@ -28,7 +28,7 @@ from catalog.settings import Settings
 from quality.tickets import add_working_days
 from sharing.audit import append as audit_append
 from sharing.engine import Condition, GatewayInputError, ScopeError, bind_conditions, parse_conditions
-from sharing.models import Grant, GrantCredential, ShareDecision, ShareRequest
+from sharing.models import AuditEntry, Grant, GrantCredential, ShareDecision, ShareRequest
 from sharing.policy import column_specs, masked_by_default
 
 SUBMITTED, PENDING_STEWARD, APPROVED, REJECTED, RETURNED, WITHDRAWN = (
@@ -155,6 +155,21 @@ def _roles_on(p: Principal, req: ShareRequest) -> set[str]:
     return _party_roles(p, req.consumer_department_id, req.requested_by_id, req.provider_department_id)
 
 
+def request_roles(principal: Principal, req: ShareRequest) -> set[str]:
+    """The caller's parts in a request: "consumer", "provider", "steward" (pages show the forms a part may use)."""
+    return _roles_on(principal, req)
+
+
+def deciding_stage(principal: Principal, req: ShareRequest) -> str | None:
+    """The review stage the caller may decide now ("provider" or "steward"), or None — the rule `decide` applies."""
+    roles = _roles_on(principal, req)
+    if req.status == SUBMITTED and "provider" in roles:
+        return "provider"
+    if req.status == PENDING_STEWARD and "steward" in roles:
+        return "steward"
+    return None
+
+
 def get_request(session: Session, principal: Principal | None, request_id: int) -> ShareRequest:
     p = require_principal(principal)
     req = session.get(ShareRequest, request_id)
@@ -225,29 +240,9 @@ def _record(session: Session, req: ShareRequest, p: Principal | None, stage: str
 def create_request(session: Session, principal: Principal | None, dataset: Dataset, payload: Any,
                    settings: Settings) -> ShareRequest:
     p = require_principal(principal)
-    if not can_see_dataset(p, dataset):
-        raise NotFound(f"资源 {dataset.code} 不存在")
-    if dataset.status != DatasetStatus.published:
-        raise Conflict(f"资源 {dataset.code} 已撤销，不能申请")
-    refuse_local_change(session, dataset, "申请共享或开放")
-    if p.is_external:
-        kind = "open"
-        if dataset.open_type == OpenType.unconditional:
-            raise Conflict(f"资源 {dataset.code} 为无条件开放，无需申请，可直接在开放门户下载")
-        if dataset.open_type != OpenType.restricted:
-            raise NotFound(f"资源 {dataset.code} 不存在")
-        if payload.unmasked_fields:
-            raise _violation("unmasked_fields", "open.no_plain_text", "unmasked_fields: 开放申请不提供明文敏感字段")
-    else:
-        kind = "share"
-        if not p.has(Role.consumer):
-            raise PermissionDenied("只有数据使用方 (consumer) 可以申请共享")
-        if p.department_id == dataset.department_id:
-            raise _violation("dataset", "share.own_data", f"dataset: {dataset.code} 是本部门的资源，无需申请共享")
-        if dataset.share_type == ShareType.not_shared:
-            basis = dataset.share_condition or "未提供"
-            raise _violation("dataset", "share.not_shared",
-                             f"dataset: 资源 {dataset.code} 为不予共享，不能申请。依据：{basis}")
+    kind = request_kind(session, p, dataset)
+    if kind == "open" and payload.unmasked_fields:
+        raise _violation("unmasked_fields", "open.no_plain_text", "unmasked_fields: 开放申请不提供明文敏感字段")
     fields = _check_fields(dataset, payload.fields, "fields")
     row_filter = _check_filter(dataset, [c.model_dump() for c in payload.row_filter])
     unmasked = _check_unmasked(dataset, fields, payload.unmasked_fields)
@@ -268,6 +263,32 @@ def create_request(session: Session, principal: Principal | None, dataset: Datas
         # 无条件共享: the platform approves at once; the steward still reviews high grades or plain text.
         _advance(session, None, req, "auto", settings, "无条件共享，平台自动通过")
     return req
+
+
+def request_kind(session: Session, principal: Principal | None, dataset: Dataset) -> str:
+    """Whether the caller may ask for this dataset at all, before looking at what is asked: "share" (a government
+    consumer's 共享申请) or "open" (an outside user's 开放申请); otherwise the refusal create_request gives."""
+    p = require_principal(principal)
+    if not can_see_dataset(p, dataset):
+        raise NotFound(f"资源 {dataset.code} 不存在")
+    if dataset.status != DatasetStatus.published:
+        raise Conflict(f"资源 {dataset.code} 已撤销，不能申请")
+    refuse_local_change(session, dataset, "申请共享或开放")
+    if p.is_external:
+        if dataset.open_type == OpenType.unconditional:
+            raise Conflict(f"资源 {dataset.code} 为无条件开放，无需申请，可直接在开放门户下载")
+        if dataset.open_type != OpenType.restricted:
+            raise NotFound(f"资源 {dataset.code} 不存在")
+        return "open"
+    if not p.has(Role.consumer):
+        raise PermissionDenied("只有数据使用方 (consumer) 可以申请共享")
+    if p.department_id == dataset.department_id:
+        raise _violation("dataset", "share.own_data", f"dataset: {dataset.code} 是本部门的资源，无需申请共享")
+    if dataset.share_type == ShareType.not_shared:
+        basis = dataset.share_condition or "未提供"
+        raise _violation("dataset", "share.not_shared",
+                         f"dataset: 资源 {dataset.code} 为不予共享，不能申请。依据：{basis}")
+    return "share"
 
 
 def _provider_deadline(dataset: Dataset, now: dt.datetime) -> dt.datetime:
@@ -434,6 +455,11 @@ def _grant_roles(p: Principal, grant: Grant) -> set[str]:
     return _party_roles(p, grant.consumer_department_id, grant.grantee_user_id, grant.provider_department_id)
 
 
+def grant_roles(principal: Principal, grant: Grant) -> set[str]:
+    """The caller's parts in a grant: "consumer" may take credentials, "provider"/"steward" may revoke it."""
+    return _grant_roles(principal, grant)
+
+
 def get_grant(session: Session, principal: Principal | None, grant_id: int) -> Grant:
     p = require_principal(principal)
     grant = session.get(Grant, grant_id)
@@ -498,6 +524,33 @@ def issue_credential(session: Session, principal: Principal | None, grant_id: in
         "consumer_department_id": grant.consumer_department_id, "detail": {"credential_id": cred.id,
                                                                            "prefix": cred.prefix}}])
     return cred, secret
+
+
+def grant_usage(session: Session, principal: Principal | None, grant_id: int, recent: int = 20,
+                now: dt.datetime | None = None) -> dict[str, Any]:
+    """A grant's gateway use, from its audit entries: calls and rows served today (the Beijing calendar day the row
+    quota counts) and in the last minute, and the latest calls. Like /api/v1/audit, for government users only."""
+    p = require_principal(principal)
+    grant = get_grant(session, p, grant_id)
+    if p.is_external:
+        raise PermissionDenied("审计日志仅向政务部门用户开放")
+    now = now or utcnow()
+    day_start = dt.datetime.combine(now.astimezone(CHINA).date(), dt.time(), tzinfo=CHINA).astimezone(dt.timezone.utc)
+    calls = select(AuditEntry).where(AuditEntry.grant_id == grant.id, AuditEntry.kind.in_(("gateway", "open")))
+
+    def tally(since: dt.datetime) -> tuple[int, int, int]:
+        q = calls.where(AuditEntry.at >= since).subquery()
+        ok = q.c.status == 200
+        total, served, rows = session.execute(select(
+            func.count(), func.count().filter(ok),
+            func.coalesce(func.sum(q.c.detail["rows"].as_integer()).filter(ok), 0))).one()
+        return total, served, int(rows)
+
+    day_calls, day_ok, day_rows = tally(day_start)
+    minute_calls, _, _ = tally(now - dt.timedelta(minutes=1))
+    latest = session.execute(calls.order_by(AuditEntry.seq.desc()).limit(recent)).scalars().all()
+    return {"day_calls": day_calls, "day_ok": day_ok, "day_refused": day_calls - day_ok, "day_rows": day_rows,
+            "minute_calls": minute_calls, "day_start": day_start, "recent": list(latest)}
 
 
 def list_credentials(session: Session, principal: Principal | None, grant_id: int) -> list[GrantCredential]:
