@@ -25,7 +25,7 @@ class _FormFields(HTMLParser):
         self._select = self._textarea = None
         self._text = ""
 
-    def handle_starttag(self, tag, attrs):  # noqa: ANN001
+    def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag == "form":
             self.inside = a.get("id") == self.form_id
@@ -49,11 +49,11 @@ class _FormFields(HTMLParser):
         elif tag == "textarea":
             self._textarea, self._text = a.get("name"), ""
 
-    def handle_data(self, data):  # noqa: ANN001
+    def handle_data(self, data):
         if self._textarea:
             self._text += data
 
-    def handle_endtag(self, tag):  # noqa: ANN001
+    def handle_endtag(self, tag):
         if tag == "form":
             self.inside = False
         elif tag == "select" and self._select:
@@ -135,6 +135,18 @@ def test_a_publisher_registers_a_dataset_through_the_form(client, tokens, elemen
     # typed by the element's name; a reference resolved to its one source
     assert items["xm"]["element"]["identifier"] == "DE0101002"
     assert items["xm"]["authoritative_source"]["dataset_code"] == "GAJ-00001"
+
+
+def test_the_steward_registers_for_a_department(client, tokens, elements):
+    login(client, "steward")
+    page = client.get("/datasets/new")
+    assert '<select id="f-department" name="department">' in page.text
+    r = client.post("/datasets/new", data=dataset_form(_csrf(page.text), department="WJW",
+                                                       **{"items-0-element": elements["测试证件号码"]}),
+                    follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/catalog/WJW-"), r.text
+    code = r.headers["location"].split("/")[2].split("?")[0]
+    assert client.get(f"/api/v1/datasets/{code}", headers=bearer(tokens["steward"])).json()["department"]["code"] == "WJW"
 
 
 def test_a_refused_form_shows_errors_inline_and_keeps_what_was_typed(client, tokens, elements):
@@ -295,7 +307,7 @@ def test_an_upload_missing_a_column_is_refused_inline(client, tokens):
     r = client.post("/catalog/GAJ-00001/deliver", data={"csrf": _csrf(page.text)},
                     files={"file": ("人口.csv", population_csv(drop="hh"), "text/csv")})
     assert r.status_code == 422
-    alert = re.search(r'<div class="error" role="alert"[^>]*>(.*?)</div>', r.text, re.S).group(1)
+    alert = re.search(r'<div class="error" role="alert"[^>]*>(.*?)</div>', r.text, re.DOTALL).group(1)
     assert "缺少列：户号(hh)" in alert
     assert "缺少此列" in r.text  # marked in the expected-columns table too
     assert _versions(client, tokens, "GAJ-00001") == 0

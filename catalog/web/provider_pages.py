@@ -20,7 +20,12 @@ from sqlalchemy import select
 
 from catalog import collection, repository, service
 from catalog.auth import Principal
-from catalog.collection import CollectionRejected, Delivery, DeliveryTooLarge, TYPE_NAMES
+from catalog.collection import (
+    TYPE_NAMES,
+    CollectionRejected,
+    Delivery,
+    DeliveryTooLarge,
+)
 from catalog.deps import SearchDep, SessionDep
 from catalog.enums import (
     BaseLibrary,
@@ -35,9 +40,22 @@ from catalog.enums import (
     ShareType,
     UpdateCycle,
 )
-from catalog.errors import AuthoritativeSourceConflict, CatalogRuleError, Conflict, DomainError, NotFound
+from catalog.errors import (
+    AuthoritativeSourceConflict,
+    CatalogRuleError,
+    Conflict,
+    DomainError,
+    NotFound,
+)
 from catalog.federation.models import refuse_local_change
-from catalog.models import CollectionRun, Dataset, DatasetVersion, Department, InventoryEntry, User
+from catalog.models import (
+    CollectionRun,
+    Dataset,
+    DatasetVersion,
+    Department,
+    InventoryEntry,
+    User,
+)
 from catalog.permissions import check_create_dataset, check_update_dataset
 from catalog.schemas import DatasetCreate, DatasetFields, DatasetUpdate
 from catalog.storage import storage_for
@@ -109,11 +127,11 @@ def _row_is_blank(row: dict[str, Any]) -> bool:
     return not any(str(row.get(c) or "").strip() for c in ("code", "name", "element", "length", "reference"))
 
 
-def _read_form(form) -> tuple[dict[str, str], list[dict[str, Any]]]:  # noqa: ANN001 - starlette FormData
+def _read_form(form) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """What was typed, as strings (kept for re-display), and the item rows that are not blank, in form order."""
     values = {name: str(form.get(name) or "") for name in FORM_FIELDS}
     rows: dict[int, dict[str, Any]] = {}
-    for key in form.keys():
+    for key in form:
         m = _ROW_KEY.match(key)
         if m and int(m.group(1)) < MAX_ROWS and m.group(2) in (*ITEM_TEXT, *ITEM_FLAGS):
             row = rows.setdefault(int(m.group(1)), {**_blank_row(), "source": ""})
@@ -124,7 +142,7 @@ def _read_form(form) -> tuple[dict[str, str], list[dict[str, Any]]]:  # noqa: AN
     return values, [r for r in ordered if not _row_is_blank(r)]
 
 
-def _standards(session) -> list:  # noqa: ANN001
+def _standards(session) -> list:
     """The latest version of every data element (the list the API's GET /standards pages through)."""
     _, rows = repository.list_standards(session, None, 0, 100_000)
     return rows
@@ -267,7 +285,7 @@ def _values_of(dataset: Dataset) -> tuple[dict[str, str], list[dict[str, Any]]]:
     return values, rows
 
 
-def _render_form(request: Request, session, me: Principal, *, mode: str, values: dict[str, str],  # noqa: ANN001
+def _render_form(request: Request, session, me: Principal, *, mode: str, values: dict[str, str],
                  rows: list[dict[str, Any]], dataset: Dataset | None = None, errors: FormErrors | None = None,
                  status_code: int = 200, notice: str | None = None) -> HTMLResponse:
     standards = _standards(session)
@@ -298,7 +316,7 @@ def _shown_fields(mode: str, me: Principal) -> set[str]:
     return shown
 
 
-def _switch_to_reference(form, rows: list[dict[str, Any]]) -> str | None:  # noqa: ANN001
+def _switch_to_reference(form, rows: list[dict[str, Any]]) -> str | None:
     """The no-JS path of "可改为引用该权威来源": the row becomes a reference; nothing is saved yet."""
     asked = str(form.get("switch_reference") or "")
     m = re.fullmatch(r"(\d{1,3}):([A-Z][A-Z0-9]{1,15}-[0-9]{5})", asked)
@@ -332,7 +350,7 @@ async def dataset_new_submit(request: Request, session: SessionDep, search: Sear
     return await run_in_threadpool(_create, request, session, search, form)
 
 
-def _create(request: Request, session, search, form) -> Response:  # noqa: ANN001
+def _create(request: Request, session, search, form) -> Response:
     check_csrf(request, str(form.get("csrf") or ""))
     me = web_principal(request)
     if me is None:
@@ -360,7 +378,7 @@ def _create(request: Request, session, search, form) -> Response:  # noqa: ANN00
 
 
 # ---------------------------------------------------------------- 修改资源
-def _editable(session, me: Principal, code: str) -> Dataset:  # noqa: ANN001
+def _editable(session, me: Principal, code: str) -> Dataset:
     """The same refusals as PATCH /api/v1/datasets/{code}, in the same order."""
     dataset = service.find_dataset(session, code)
     check_update_dataset(me, dataset)
@@ -389,7 +407,7 @@ async def dataset_edit_submit(request: Request, code: str, session: SessionDep, 
     return await run_in_threadpool(_update, request, code, session, search, form)
 
 
-def _update(request: Request, code: str, session, search, form) -> Response:  # noqa: ANN001
+def _update(request: Request, code: str, session, search, form) -> Response:
     check_csrf(request, str(form.get("csrf") or ""))
     me = web_principal(request)
     if me is None:
@@ -426,14 +444,14 @@ def _update(request: Request, code: str, session, search, form) -> Response:  # 
 
 
 # ---------------------------------------------------------------- 归集数据
-def _deliverable(session, me: Principal, code: str) -> Dataset:  # noqa: ANN001
+def _deliverable(session, me: Principal, code: str) -> Dataset:
     """The same refusals as POST /api/v1/datasets/{code}/collections: the provider department or the steward."""
     dataset = service.find_dataset(session, code)
     collection.check_deliver(me, dataset)
     return dataset
 
 
-def _deliver_page(request: Request, session, me: Principal, dataset: Dataset, *, status_code: int = 200,  # noqa: ANN001
+def _deliver_page(request: Request, session, me: Principal, dataset: Dataset, *, status_code: int = 200,
                   error: str | None = None, missing: list[str] | None = None, run_id: int | None = None,
                   filename: str | None = None) -> HTMLResponse:
     items = sorted(dataset.items, key=lambda i: i.position)
@@ -449,11 +467,18 @@ def _deliver_page(request: Request, session, me: Principal, dataset: Dataset, *,
     return render(request, "deliver.html", principal=me, status_code=status_code, d=dataset, items=items, runs=runs,
                   version_numbers=version_numbers, names=names, current=current, result=result, error=error,
                   missing=set(missing or []), type_names={**TYPE_NAMES, DataType.string: "文本"},
-                  max_bytes=settings.max_upload_bytes, filename=filename,
+                  max_size=_human_size(settings.max_upload_bytes), filename=filename,
                   withdrawn=dataset.status == DatasetStatus.withdrawn)
 
 
-def _result(session, me: Principal, dataset: Dataset, run_id: int) -> dict[str, Any] | None:  # noqa: ANN001
+def _human_size(size: int) -> str:
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} 字节"
+
+
+def _result(session, me: Principal, dataset: Dataset, run_id: int) -> dict[str, Any] | None:
     """What one delivery produced: the version, and for a new version its quality check and tickets."""
     from quality.models import ProblemTicket, QualityRun
     from quality.tickets import STATUS_NAMES, can_see_ticket
