@@ -265,7 +265,7 @@ def dataset_page(request: Request, code: str, session: SessionDep) -> HTMLRespon
             .where(QualityRun.dataset_id == dataset.id).order_by(QualityRun.id.desc()).limit(20)).all()[::-1]
     from catalog.federation.models import harvested_from
 
-    is_owner = (me is not None and me.department_id == dataset.department_id and "publisher" in me.roles
+    is_owner = (me is not None and (me.is_steward or me.department_id == dataset.department_id and "publisher" in me.roles)
                 and dataset.status == DatasetStatus.published and harvested_from(session, dataset.id) is None)
     tickets = (session.execute(select(ProblemTicket).where(ProblemTicket.dataset_id == dataset.id,
                                                            ProblemTicket.status.in_(ACTIVE))).scalars().all()
