@@ -5,9 +5,7 @@ from typing import Annotated
 
 from pathlib import Path as TemplatePath
 
-from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
+from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy import select
 
 from catalog import service
@@ -99,9 +97,6 @@ def check_quality_report(principal) -> None:  # noqa: ANN001
         raise PermissionDenied("质量报告面向大数据局 (steward)；部门请查看本部门资源的质量结果与工单")
 
 
-_templates = Jinja2Templates(directory=str(TemplatePath(__file__).parent / "templates"))
-
-
 @router.get("/quality/report", response_model=QualityReport, summary="大数据局质量报告：各部门与各资源的维度得分、趋势、工单、问题规则")
 def report_json(session: SessionDep, principal: PrincipalDep):
     check_quality_report(principal)
@@ -134,9 +129,3 @@ def data_docs(path: str, session: SessionDep, principal: PrincipalDep, settings:
     if not target.is_relative_to(site) or not target.is_file():
         raise NotFound("没有该 Data Docs 页面（先以 executor=gx 运行一次质量检查）")
     return FileResponse(target)
-
-
-@html_router.get("/quality/report", response_class=HTMLResponse)
-def report_html(request: Request, session: SessionDep, principal: PrincipalDep):
-    check_quality_report(principal)
-    return _templates.TemplateResponse(request, "quality_report.html", build_report(session))

@@ -134,6 +134,25 @@ def failing_keys(storage: Storage, run: QualityRun, rule_id: str, offset: int, l
     return table.num_rows, table.column("key").slice(offset, limit).to_pylist()
 
 
+def failing_values(storage: Storage, run: QualityRun, version_path: str, rule_id: str, column: str, offset: int,
+                   limit: int) -> tuple[int, list[tuple[str, object]]]:
+    """A page of (row key, value of `column`) for the rows the rule failed: the rows as the run found them in its
+    version, read from the version's Parquet (that column only). No rows when the column is not in the version."""
+    if not run.failing_keys_path:
+        return 0, []
+    with storage.open(run.failing_keys_path, "rb") as fh:
+        found = pq.read_table(fh, filters=[("rule_id", "=", rule_id)], columns=["row", "key"])
+    chunk = found.slice(offset, limit)
+    if not chunk.num_rows:
+        return found.num_rows, []
+    with storage.open(version_path, "rb") as fh:
+        parquet = pq.ParquetFile(fh)
+        if column not in parquet.schema_arrow.names:
+            return found.num_rows, []
+        values = parquet.read(columns=[column]).column(column).take(chunk.column("row")).to_pylist()
+    return found.num_rows, list(zip(chunk.column("key").to_pylist(), values, strict=True))
+
+
 def latest_run(session: Session, dataset: Dataset) -> QualityRun | None:
     return session.execute(select(QualityRun).where(QualityRun.dataset_id == dataset.id)
                            .order_by(QualityRun.id.desc()).limit(1)).scalar_one_or_none()

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from sqlalchemy import or_, select
 
 from catalog import service
 from catalog.deps import PrincipalDep, SessionDep
@@ -33,8 +32,7 @@ def ticket_out(session, principal, t: ProblemTicket, names: tuple[dict[int, str]
     dataset = session.get(Dataset, t.dataset_id)
     depts, users = names or department_and_user_names(session)
     version = session.get(DatasetVersion, t.latest_version_id).version if t.latest_version_id else None
-    roles = tickets.roles_on(principal, t) if principal else set()
-    allowed = [to for to, who in tickets.TRANSITIONS.get(t.status, {}).items() if who & roles]
+    allowed = tickets.allowed_transitions(principal, t)
     return TicketOut(
         id=t.id, dataset_code=dataset.code, dataset_name=dataset.name, origin=t.origin, rule_id=t.rule_id,
         title=t.title, description=t.description, dimension=t.dimension, item_code=t.item_code,
@@ -56,20 +54,7 @@ def list_tickets(session: SessionDep, principal: PrincipalDep, page: PageNo = 1,
     p = require_principal(principal)
     if tickets.escalate_overdue(session):  # overdue tickets escalate to the steward as soon as anyone looks
         session.commit()
-    query = select(ProblemTicket).order_by(ProblemTicket.id.desc())
-    if not p.is_steward:
-        query = query.where(or_(ProblemTicket.assigned_department_id == p.department_id,
-                                ProblemTicket.first_receiver_department_id == p.department_id,
-                                ProblemTicket.reporter_user_id == p.user_id))
-    if status == "active":
-        query = query.where(ProblemTicket.status.in_(tickets.ACTIVE))
-    elif status:
-        query = query.where(ProblemTicket.status == status)
-    if dataset:
-        query = query.join(Dataset, Dataset.id == ProblemTicket.dataset_id).where(Dataset.code == dataset)
-    rows = list(session.execute(query).scalars())
-    if overdue is not None:
-        rows = [t for t in rows if tickets.is_overdue(t) == overdue]
+    rows = tickets.list_tickets(session, p, status, dataset, overdue)
     chunk = rows[(page - 1) * page_size: page * page_size]
     names = department_and_user_names(session)
     return Page[TicketOut](total=len(rows), page=page, page_size=page_size,

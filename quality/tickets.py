@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from catalog.auth import Principal
@@ -172,6 +172,34 @@ def roles_on(principal: Principal, ticket: ProblemTicket) -> set[str]:
 
 def can_see_ticket(principal: Principal, ticket: ProblemTicket) -> bool:
     return bool(roles_on(principal, ticket)) or ticket.reporter_user_id == principal.user_id
+
+
+def allowed_transitions(principal: Principal | None, ticket: ProblemTicket) -> list[str]:
+    """The statuses this principal may move the ticket to now (none for the reporter or the public)."""
+    roles = roles_on(principal, ticket) if principal else set()
+    return [to for to, who in TRANSITIONS.get(ticket.status, {}).items() if who & roles]
+
+
+def list_tickets(session: Session, principal: Principal | None, status: str | None = None,
+                 dataset_code: str | None = None, overdue: bool | None = None) -> list[ProblemTicket]:
+    """Newest first: the steward sees all; others the tickets assigned to, first received by or reported by them.
+    status: one of STATUS_NAMES or "active" (every not yet closed or verified)."""
+    p = require_principal(principal)
+    query = select(ProblemTicket).order_by(ProblemTicket.id.desc())
+    if not p.is_steward:
+        query = query.where(or_(ProblemTicket.assigned_department_id == p.department_id,
+                                ProblemTicket.first_receiver_department_id == p.department_id,
+                                ProblemTicket.reporter_user_id == p.user_id))
+    if status == "active":
+        query = query.where(ProblemTicket.status.in_(ACTIVE))
+    elif status:
+        query = query.where(ProblemTicket.status == status)
+    if dataset_code:
+        query = query.join(Dataset, Dataset.id == ProblemTicket.dataset_id).where(Dataset.code == dataset_code)
+    rows = list(session.execute(query).scalars())
+    if overdue is not None:
+        rows = [t for t in rows if is_overdue(t) == overdue]
+    return rows
 
 
 def get_ticket(session: Session, principal: Principal | None, ticket_id: int) -> ProblemTicket:

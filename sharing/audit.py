@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -495,6 +495,35 @@ class _Conn:
         if self.engine is not None:
             self.engine.dispose()
             self.engine = None
+
+
+# --- searching ------------------------------------------------------------------------------------------------------
+
+def search(session: Session, principal: Any, dataset: str | None = None, grant_id: int | None = None,
+           kind: str | None = None, offset: int = 0, limit: int = 50) -> tuple[int, list[AuditEntry]]:
+    """Entries newest first: the steward sees all; a department the use of its data (provider) and its own calls
+    and requests (consumer); outside users none."""
+    from catalog.errors import PermissionDenied
+    from catalog.models import Dataset
+    from catalog.permissions import require_principal
+
+    p = require_principal(principal)
+    if p.is_external:
+        raise PermissionDenied("审计日志仅向政务部门用户开放")
+    query = select(AuditEntry)
+    if not p.is_steward:
+        query = query.where((AuditEntry.provider_department_id == p.department_id) |
+                            (AuditEntry.consumer_department_id == p.department_id))
+    if dataset:
+        ds = session.execute(select(Dataset.id).where(Dataset.code == dataset)).scalar_one_or_none()
+        query = query.where(AuditEntry.dataset_id == (ds or -1))
+    if grant_id:
+        query = query.where(AuditEntry.grant_id == grant_id)
+    if kind:
+        query = query.where(AuditEntry.kind == kind)
+    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    rows = session.execute(query.order_by(AuditEntry.seq.desc()).offset(offset).limit(limit)).scalars().all()
+    return total, list(rows)
 
 
 # --- verification ---------------------------------------------------------------------------------------------------

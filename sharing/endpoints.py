@@ -5,19 +5,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from catalog import service as catalog_service
 from catalog.deps import PrincipalDep, SessionDep, SettingsDep
 from catalog.endpoints import ERRORS, PageNo, PageSize
-from catalog.errors import Conflict, PermissionDenied
+from catalog.errors import Conflict
 from catalog.models import Dataset, Department, User
-from catalog.permissions import check_read_catalog, require_principal
+from catalog.permissions import check_read_catalog
 from catalog.repository import department_and_user_names
 from catalog.schemas import Page
 from catalog.security import hash_password
 from sharing import service
-from sharing.models import AuditEntry, Grant, GrantCredential, ShareRequest
+from sharing.audit import search as search_audit
+from sharing.models import Grant, GrantCredential, ShareRequest
 from sharing.schemas import (
     AuditEntryOut,
     CredentialIssued,
@@ -179,23 +180,7 @@ def list_audit(session: SessionDep, principal: PrincipalDep, page: PageNo = 1, p
                grant_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
                kind: Annotated[str | None, Query(pattern="^(gateway|decision|grant|credential|open)$")] = None,
                ) -> Page[AuditEntryOut]:
-    p = require_principal(principal)
-    if p.is_external:
-        raise PermissionDenied("审计日志仅向政务部门用户开放")
-    query = select(AuditEntry)
-    if not p.is_steward:
-        query = query.where((AuditEntry.provider_department_id == p.department_id) |
-                            (AuditEntry.consumer_department_id == p.department_id))
-    if dataset:
-        ds = session.execute(select(Dataset.id).where(Dataset.code == dataset)).scalar_one_or_none()
-        query = query.where(AuditEntry.dataset_id == (ds or -1))
-    if grant_id:
-        query = query.where(AuditEntry.grant_id == grant_id)
-    if kind:
-        query = query.where(AuditEntry.kind == kind)
-    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    rows = session.execute(query.order_by(AuditEntry.seq.desc()).offset((page - 1) * page_size).limit(page_size)
-                           ).scalars().all()
+    total, rows = search_audit(session, principal, dataset, grant_id, kind, (page - 1) * page_size, page_size)
     depts, _ = department_and_user_names(session)
     codes = dict(session.execute(select(Dataset.id, Dataset.code).where(
         Dataset.id.in_({r.dataset_id for r in rows if r.dataset_id}))).all())
