@@ -26,12 +26,12 @@ def delivered(db, settings):
     deliver(db, settings)
 
 
-def as_user(client, username: str) -> None:  # noqa: ANN001
+def as_user(client, username: str) -> None:
     client.cookies.clear()
     assert login(client, username).status_code == 303
 
 
-def csrf_of(client, path: str) -> str:  # noqa: ANN001
+def csrf_of(client, path: str) -> str:
     page = client.get(path)
     assert page.status_code == 200, page.text
     return _csrf(page.text)
@@ -44,7 +44,7 @@ def request_form(**overrides) -> dict:
     return {**form, **overrides}
 
 
-def submit_request(client, code: str = "GAJ-00001", **overrides) -> int:  # noqa: ANN001
+def submit_request(client, code: str = "GAJ-00001", **overrides) -> int:
     csrf = csrf_of(client, f"/catalog/{code}/request")
     r = client.post(f"/catalog/{code}/request", data={"csrf": csrf, **request_form(**overrides)},
                     follow_redirects=False)
@@ -54,12 +54,12 @@ def submit_request(client, code: str = "GAJ-00001", **overrides) -> int:  # noqa
     return int(match.group(1))
 
 
-def decide(client, request_id: int, **form):  # noqa: ANN001, ANN201
+def decide(client, request_id: int, **form):
     csrf = csrf_of(client, f"/requests/{request_id}")
     return client.post(f"/requests/{request_id}/decide", data={"csrf": csrf, **form}, follow_redirects=False)
 
 
-def stored(db, request_id: int) -> ShareRequest:  # noqa: ANN001
+def stored(db, request_id: int) -> ShareRequest:
     with db.session() as s:
         req = s.get(ShareRequest, request_id)
         _ = req.decisions  # loaded before the session closes
@@ -69,12 +69,12 @@ def stored(db, request_id: int) -> ShareRequest:  # noqa: ANN001
 
 def section(html: str, element_id: str) -> str:
     """The table or list with that id (the part of the page a user reads for one thing)."""
-    match = re.search(rf'<(table|ul) id="{element_id}".*?</\1>', html, re.S)
+    match = re.search(rf'<(table|ul) id="{element_id}".*?</\1>', html, re.DOTALL)
     assert match, element_id
     return match.group(0)
 
 
-def approved_grant_via_pages(client, db) -> tuple[int, int]:  # noqa: ANN001
+def approved_grant_via_pages(client, db) -> tuple[int, int]:
     """人力社保局 asks through the form, 公安局 narrows, the steward approves (L3): (request id, grant id)."""
     as_user(client, "rsj_consumer")
     rid = submit_request(client)
@@ -109,7 +109,7 @@ def test_request_through_the_form_review_narrowed_and_grant_shows_the_narrowed_s
                                                         "submitted")
     detail = client.get(f"/requests/{rid}?done=created")
     assert "申请已提交" in detail.text and "待提供方审核" in detail.text and "社保参保资格核验" in detail.text
-    assert 'action="/requests/%d/decide"' % rid not in detail.text  # the consumer does not review its own request
+    assert f'action="/requests/{rid}/decide"' not in detail.text  # the consumer does not review its own request
     mine = client.get("/requests")
     assert f'href="/requests/{rid}"' in mine.text and "示范市人力资源和社会保障局" in mine.text
 
@@ -263,7 +263,7 @@ def test_outsiders_get_the_refusal_page_and_nothing_of_the_request(client, db, d
 
     # The consumer is a party but may not decide, nor take a grant back; the provider may not take credentials.
     as_user(client, "rsj_consumer")
-    assert 'action="/grants/%d/revoke"' % grant_id not in client.get(f"/grants/{grant_id}").text
+    assert f'action="/grants/{grant_id}/revoke"' not in client.get(f"/grants/{grant_id}").text
     r = client.post(f"/grants/{grant_id}/revoke", data={"csrf": csrf_of(client, "/grants"), "reason": "不想要了"})
     assert r.status_code == 403
     as_user(client, "gaj_publisher")
@@ -354,3 +354,41 @@ def test_forms_without_the_csrf_token_are_refused(client, db, delivered):
     as_user(client, "gaj_publisher")
     r = client.post(f"/requests/{rid}/decide", data={"action": "reject", "reason": "不同意"}, follow_redirects=False)
     assert r.status_code == 403 and stored(db, rid).status == "submitted"
+
+
+def test_outside_user_makes_an_open_application_without_plain_text_or_audit(client, db, delivered):
+    r = client.post("/api/v1/public/register", json={"username": "citizen_li", "password": "a-long-passw0rd",
+                                                     "display_name": "李研究", "organisation": "示范大学",
+                                                     "contact": "li@example.edu"})
+    assert r.status_code == 201
+    client.cookies.clear()
+    assert login(client, "citizen_li", "a-long-passw0rd").status_code == 303
+    assert client.get("/catalog/GAJ-00001/request").status_code == 404  # not in the open catalog
+    form = client.get("/catalog/SCJG-00001/request")
+    assert form.status_code == 200 and "申请开放" in form.text and 'name="unmasked_fields"' not in form.text
+    r = client.post("/catalog/SCJG-00001/request", data={"csrf": _csrf(form.text), **request_form(
+        purpose="企业信用研究", basis="科研合作协议", fields=["tyshxydm", "qymc", "fddbrxm"], cond_field=[""],
+        cond_op=["eq"], cond_value=[""], unmasked_fields=["fddbrxm"])}, follow_redirects=False)
+    assert r.status_code == 303
+    rid = int(r.headers["location"].split("/")[2].split("?")[0])
+    req = stored(db, rid)
+    assert (req.kind, req.unmasked_fields, req.row_filter) == ("open", [], [])
+    mine = client.get("/requests")
+    assert f'href="/requests/{rid}"' in mine.text and "tab=review" not in mine.text
+    assert client.get("/requests", params={"tab": "review"}).status_code == 403
+
+    as_user(client, "scjg_publisher")
+    r = decide(client, rid, action="approve", reason="同意", fields=["tyshxydm", "qymc"], valid_until=IN_20_DAYS)
+    assert r.status_code == 303 and stored(db, rid).status == "approved"
+    with db.session() as s:
+        grant_id = s.execute(select(Grant.id).where(Grant.request_id == rid)).scalar_one()
+
+    client.cookies.clear()
+    login(client, "citizen_li", "a-long-passw0rd")
+    page = client.get(f"/grants/{grant_id}")
+    assert page.status_code == 200 and "新建访问凭证" in page.text and IN_20_DAYS in page.text
+    assert 'id="usage-day-rows"' not in page.text  # the audit log is for government users only, as in the API
+    shown = client.post(f"/grants/{grant_id}/credentials", data={"csrf": _csrf(page.text)})
+    secret = re.search(r'value="(odg_[A-Za-z0-9_-]+)"', shown.text).group(1)
+    body = client.get("/gateway/v1/datasets/SCJG-00001/rows", params={"limit": 2}, headers=bearer(secret)).json()
+    assert body["columns"] == ["tyshxydm", "qymc"] and len(body["rows"]) == 2

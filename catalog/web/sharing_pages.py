@@ -23,7 +23,7 @@ from catalog.models import Dataset, Department, User
 from catalog.web.pages import CHINA, render
 from catalog.web.session import check_csrf, web_principal
 from sharing import service
-from sharing.engine import NULLARY_OPS, OPS
+from sharing.engine import NULLARY_OPS
 from sharing.models import Grant, ShareRequest
 from sharing.policy import mask_kind, masked_by_default
 from sharing.schemas import DecisionIn, ResubmitIn, RevokeIn, ShareRequestIn, WithdrawIn
@@ -77,11 +77,11 @@ def _login(request: Request, path: str | None = None) -> RedirectResponse:
     return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
 
 
-def _settings(request: Request):  # noqa: ANN202
+def _settings(request: Request):
     return request.app.state.settings
 
 
-def _names(session) -> tuple[dict[int, str], dict[int, str]]:  # noqa: ANN001
+def _names(session) -> tuple[dict[int, str], dict[int, str]]:
     """Department names and people's display names by id."""
     return (dict(session.execute(select(Department.id, Department.name)).all()),
             dict(session.execute(select(User.id, User.display_name)).all()))
@@ -365,7 +365,7 @@ def _condition_text(c: dict[str, Any], names: dict[str, str]) -> str:
     return f"{field} {OP_NAMES.get(op, op)} {_value_text(c.get('value'))}"
 
 
-def _detail_page(request: Request, session, me: Principal, req: ShareRequest, status_code: int = 200,  # noqa: ANN001
+def _detail_page(request: Request, session, me: Principal, req: ShareRequest, status_code: int = 200,
                  done: str = "", decision: dict[str, Any] | None = None, decision_errors: dict | None = None,
                  withdraw_errors: dict | None = None, withdraw_reason: str = "",
                  resubmit: dict[str, Any] | None = None, resubmit_errors: dict | None = None) -> HTMLResponse:
@@ -500,7 +500,7 @@ def grant_list(request: Request, session: SessionDep, page: Annotated[int, Query
 
 
 # ---------------------------------------------------------------- 5. a grant: scope, usage, credentials
-def _grant_page(request: Request, session, me: Principal, grant: Grant, status_code: int = 200,  # noqa: ANN001
+def _grant_page(request: Request, session, me: Principal, grant: Grant, status_code: int = 200,
                 done: str = "", revoke_errors: dict | None = None, revoke_reason: str = "",
                 credential_errors: dict | None = None) -> HTMLResponse:
     depts, people = _names(session)
