@@ -9,8 +9,8 @@ import re
 import pytest
 from sqlalchemy import select, text, update
 
-from catalog.models import Dataset, InventoryEntry
 from catalog.enums import DatasetStatus
+from catalog.models import Dataset, InventoryEntry
 from catalog.web import quality_pages
 from quality.models import ProblemTicket
 from seeds.deliveries import csv_bytes, population
@@ -125,6 +125,8 @@ def test_another_department_gets_the_refusal_page_and_no_keys(client, tokens, de
     refused = transition(client, ticket["id"], "in_progress", "不是我们的工单", client.get("/tickets").text)
     assert refused.status_code == 404
     assert api_ticket(client, tokens, ticket["id"])["status"] == "assigned"
+    mistyped = client.get("/tickets/abc")
+    assert mistyped.status_code == 404 and "页面不存在" in mistyped.text
     client.cookies.clear()
     anonymous = client.get(f"/tickets/{ticket['id']}", follow_redirects=False)
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login?next=")
@@ -264,6 +266,8 @@ def test_the_steward_report_shows_dimensions_trend_and_exports_csv(client, token
     assert page.status_code == 200 and "<h1>数据质量报告</h1>" in page.text
     for dimension in ("规范性", "完整性", "准确性", "唯一性", "一致性", "时效性"):
         assert f'<th scope="col" class="num">{dimension}</th>' in page.text
+    overall = re.search(r'<tr class="overall">(.*?)</tr>', page.text, flags=re.S).group(1)
+    assert "全市（各资源平均）" in overall and '<td class="num">4</td>' in overall  # four datasets checked
     charts = re.findall(r'<svg class="trend".*?</svg>', page.text, flags=re.S)
     assert len(charts) == 4  # one per checked dataset
     gaj = next(c for c in charts if "人口基本信息" in c)
@@ -371,7 +375,7 @@ def test_the_inventory_gaps_list_missing_entries_and_never_collected_datasets(cl
         row = rows[dept["department_code"]]
         for code in dept["missing"]:
             assert code in row and names[code] in row
-        assert f'<td class="num">{dept["declared"]}</td>' in row
+        assert f'<td data-label="申报" class="num">{dept["declared"]}</td>' in row
     assert indicator["overall"]["missing"] and never
     for code, dept_code in never:
         assert f'href="/catalog/{code}"' in rows[dept_code]

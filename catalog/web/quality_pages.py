@@ -28,14 +28,14 @@ from quality import service as quality
 from quality import tickets
 from quality.endpoints import check_quality_report
 from quality.models import ProblemTicket, QualityRun
-from quality.report import build_report, report_csv
+from quality.report import _mean, build_report, report_csv  # _mean: averaged as the report averages departments
 from quality.schemas import ReportIn
 from quality.suite import DIMENSIONS
 from sharing import audit
 
 router = APIRouter(include_in_schema=False)
 
-TicketId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+TicketId = Annotated[str, Path(max_length=12)]  # checked by ticket_number: a mistyped URL gets the 404 page
 PageNo = Annotated[int, Query(ge=1, le=100_000)]
 TICKETS_PER_PAGE = 20
 KEYS_PER_PAGE = 100
@@ -71,6 +71,12 @@ def _login(request: Request) -> RedirectResponse:
 
 def _storage(request: Request):  # noqa: ANN202
     return storage_for(request.app.state.settings.resolved_storage_root())
+
+
+def ticket_number(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 2**31 - 1:
+        raise NotFound(f"工单 {value} 不存在")
+    return int(value)
 
 
 def _allowed(check, *args: Any) -> bool:  # noqa: ANN001
@@ -120,7 +126,7 @@ def ticket_detail(request: Request, ticket_id: TicketId, session: SessionDep, pa
     me = web_principal(request)
     if me is None:
         return _login(request)
-    ticket = tickets.get_ticket(session, me, ticket_id)  # NotFound for whoever may not see it, as the API
+    ticket = tickets.get_ticket(session, me, ticket_number(ticket_id))  # NotFound for whoever may not see it
     notice = None
     if done == "reported":
         notice = "已收到您的反馈，工单已建立并转交权威来源部门处理；处理进展会记录在下方。"
@@ -173,20 +179,21 @@ def ticket_transition(request: Request, ticket_id: TicketId, session: SessionDep
     me = web_principal(request)
     if me is None:
         return _login(request)
+    number = ticket_number(ticket_id)
     try:
         if len(comment) > COMMENT_MAX:
-            tickets.get_ticket(session, me, ticket_id)
+            tickets.get_ticket(session, me, number)
             raise DomainError(f"说明最多 {COMMENT_MAX} 个字")
-        tickets.transition(session, me, ticket_id, to, comment)
+        tickets.transition(session, me, number, to, comment)
         session.commit()
     except NotFound:
         raise  # a ticket they may not see: the friendly 404, nothing about it
     except DomainError as exc:
         session.rollback()
-        ticket = tickets.get_ticket(session, me, ticket_id)
+        ticket = tickets.get_ticket(session, me, number)
         return _ticket_page(request, session, me, ticket, status_code=exc.status_code, error=exc.message,
                             comment=comment)
-    return RedirectResponse(f"/tickets/{ticket_id}?done={to}", status_code=303)
+    return RedirectResponse(f"/tickets/{number}?done={to}", status_code=303)
 
 
 # ---------------------------------------------------------------- 反馈问题 (数据异议)
@@ -255,7 +262,11 @@ def quality_report(request: Request, session: SessionDep) -> Response:
         Dataset.id.in_({t.dataset_id for t in active}))).unique().scalars()}
     depts, _ = department_and_user_names(session)
     charts = {r["dataset_code"]: trend_chart(r["trend"]) for r in report["datasets"]}
-    return render(request, "quality_report.html", principal=me, **report, charts=charts, colours=DIMENSION_COLOURS,
+    overall = {"overall_score": _mean([r["overall_score"] for r in report["datasets"]]),
+               "scores": {dim: _mean([r["scores"].get(dim) for r in report["datasets"]]) for dim in DIMENSIONS},
+               "datasets_checked": len(report["datasets"])}
+    return render(request, "quality_report.html", principal=me, **report, overall=overall, charts=charts,
+                  colours=DIMENSION_COLOURS,
                   open_count=len(active), overdue=[t for t in active if tickets.is_overdue(t)],
                   disputes=[t for t in active if t.status == tickets.DISPUTED], datasets_by_id=datasets, depts=depts,
                   status_names=tickets.STATUS_NAMES)
