@@ -392,3 +392,31 @@ def test_outside_user_makes_an_open_application_without_plain_text_or_audit(clie
     secret = re.search(r'value="(odg_[A-Za-z0-9_-]+)"', shown.text).group(1)
     body = client.get("/gateway/v1/datasets/SCJG-00001/rows", params={"limit": 2}, headers=bearer(secret)).json()
     assert body["columns"] == ["tyshxydm", "qymc"] and len(body["rows"]) == 2
+
+
+def test_request_boxes_filter_by_status_and_mark_overdue_deadlines(client, db, delivered):
+    as_user(client, "rsj_consumer")
+    waiting = submit_request(client)
+    withdrawn = submit_request(client, purpose="第二份申请")
+    csrf = csrf_of(client, f"/requests/{withdrawn}")
+    assert client.post(f"/requests/{withdrawn}/withdraw", data={"csrf": csrf, "reason": "重复提交"},
+                       follow_redirects=False).status_code == 303
+    with db.session() as s:
+        s.get(ShareRequest, waiting).deadline = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+        s.commit()
+
+    both = client.get("/requests").text
+    assert f'href="/requests/{waiting}"' in both and f'href="/requests/{withdrawn}"' in both
+    row = re.search(rf'<tr>\s*<td><a href="/requests/{waiting}">.*?</tr>', both, re.DOTALL).group(0)
+    assert re.search(r'<span class="bad">[0-9-]+（已超期）</span>', row)
+    only = client.get("/requests", params={"status": "withdrawn"}).text
+    assert f'href="/requests/{withdrawn}"' in only and f'href="/requests/{waiting}"' not in only
+    assert '<option value="withdrawn" selected>' in only
+    detail = client.get(f"/requests/{waiting}").text
+    assert "已超期" in detail
+
+    as_user(client, "gaj_publisher")  # 待我审核 lists what waits for the provider by default
+    review = client.get("/requests", params={"tab": "review"}).text
+    assert f'href="/requests/{waiting}"' in review and f'href="/requests/{withdrawn}"' not in review
+    everything = client.get("/requests", params={"tab": "review", "status": "all"}).text
+    assert f'href="/requests/{withdrawn}"' in everything
