@@ -97,7 +97,7 @@ def home(request: Request, session: SessionDep) -> HTMLResponse:
         "编目率": (cataloguing.overall.rate, "/steward/inventory" if me.is_steward else "/catalog"),
         "归集率": (collection.overall.rate, "/catalog?collection_status=已归集"),
         "共享率": (approved / share_denominator if share_denominator else None,
-                   "/requests?box=all" if me.is_steward else "/requests?box=mine"),
+                   "/requests?tab=all" if me.is_steward else "/requests?tab=mine"),
         "开放率": (service_open_rate(session)["rate"], "/open"),
         "及时整改率": (sum(r["on_time"] for r in rect) / due if due else None, "/tickets"),
     }
