@@ -37,6 +37,15 @@ def live(backend, db, settings):
 
 
 @pytest.fixture
+def live_story(live, db, settings):
+    """The live server plus 30 real (ID number, name) pairs from 公安局's published 人口基本信息."""
+    from tests.sharing_helpers import version_table
+
+    people = version_table(db, settings, "GAJ-00001").select(["sfzhm", "xm"]).slice(0, 30).to_pylist()
+    return people
+
+
+@pytest.fixture
 def page(live):
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"])
@@ -100,3 +109,142 @@ def test_refusal_is_a_friendly_page_and_form_errors_are_inline(page):
     assert "steward" in page.get_by_role("alert").inner_text() or "大数据局" in page.get_by_role("alert").inner_text()
     page.get_by_role("button", name="退出").click()
     assert page.get_by_role("link", name="登录", exact=True).is_visible()
+
+
+# ---------------------------------------------------------------- the whole story, clicked
+STORY_ITEMS = [  # code, name, 数据元; every element already has its one source, so this dataset references them
+    ("sfzhm", "监测员公民身份号码", "DE0101001"),  # 公安局
+    ("xm", "监测员姓名", "DE0101002"),  # 公安局
+    ("yhdbh", "隐患点编号", "DE0305001"),  # 自然资源局's own 地质灾害隐患点信息
+    ("zhlxdm", "灾害类型代码", "DE0305003"),  # ditto; code list 1–6
+    ("wxrs", "威胁人数", "DE0305005"),
+]
+
+
+def story_csv(path: Path, people: list[dict], bad_codes: int) -> Path:
+    lines = ["sfzhm,xm,yhdbh,zhlxdm,wxrs"]
+    for n, person in enumerate(people):
+        lines.append(f"{person['sfzhm']},{person['xm']},DZ{n:04d},{'9' if n < bad_codes else '2'},{n * 3}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def switch_user(page, username: str) -> None:
+    page.context.clear_cookies()
+    sign_in(page, username)
+    assert page.get_by_role("heading", name="驾驶舱").is_visible()
+
+
+def test_the_whole_story_by_clicking(page, live_story, tmp_path):
+    """Provider registers (一数一源 conflict shown inline, switched to a reference) and delivers data with errors →
+    the steward sees the ticket and the score → the provider fixes the data and the ticket verifies itself → a consumer
+    requests access → the provider approves it narrowed → the steward approves (L3) → the consumer creates a
+    credential and reads masked rows in the page's try-out panel."""
+    people = live_story  # real (ID number, name) pairs from 公安局's published 人口基本信息, so 一致性 holds
+
+    # 1. 自然资源局 registers the dataset; claiming 公民身份号码 as its own source is refused inline.
+    switch_user(page, "zrzy_publisher")
+    page.get_by_role("link", name="登记资源").first.click()
+    page.get_by_label("资源名称").fill("地质灾害群测群防监测员名单")
+    page.get_by_label("资源摘要").fill("全市地质灾害隐患点的群测群防监测员及其负责的隐患点。")
+    page.get_by_label("资源分类").select_option("主题库")
+    page.get_by_label("共享类型").select_option("有条件共享")
+    page.get_by_label("共享条件").fill("用于防灾减灾履职")
+    page.get_by_label("开放类型").select_option("禁止开放")
+    page.get_by_label("开放条件").fill("含个人信息，不予开放")
+    page.get_by_label("更新周期").select_option("每月")
+    page.get_by_label("安全分级").select_option("L3")
+    while page.locator("#item-rows tr").count() < len(STORY_ITEMS):
+        page.get_by_role("button", name="添加数据项").click()
+    for i, (code, name, element) in enumerate(STORY_ITEMS):
+        page.locator(f"#items-{i}-code").fill(code)
+        page.locator(f"#items-{i}-name").fill(name)
+        page.locator(f"#items-{i}-element").fill(element)
+        page.locator(f"#items-{i}-source").select_option("authoritative" if code == "sfzhm" else "reference")
+    page.locator("#items-0-is_key").check()
+    page.locator("#items-0-required").check()
+    page.get_by_role("button", name="登记资源").click()
+    alert = page.get_by_role("alert").first
+    assert "公安局" in alert.inner_text()
+    assert page.locator("#items-0-name").input_value() == "监测员公民身份号码"  # nothing typed is lost
+    shot(page, "register-conflict")
+    page.get_by_role("button", name="改为引用 GAJ-00001").click()
+    if page.get_by_role("button", name="登记资源").is_visible():
+        page.get_by_role("button", name="登记资源").click()
+    assert page.get_by_text("资源已登记").is_visible()
+    code = page.locator("h1 .muted").inner_text().strip()
+    assert code.startswith("ZRZY-")
+
+    # 2. It delivers a file with three 灾害类型代码 outside the code list.
+    page.get_by_role("link", name="归集数据").click()
+    page.set_input_files("#deliver-file", str(story_csv(tmp_path / "first.csv", people, bad_codes=3)))
+    page.get_by_role("button", name="上传并发布").click()
+    page.get_by_role("heading", name="本次归集结果").wait_for()
+    assert page.get_by_text("v1").first.is_visible()
+    shot(page, "deliver-result")
+
+    # 3. The steward sees the ticket, routed to 自然资源局 (the code list's source), and the dataset's score.
+    switch_user(page, "steward")
+    page.goto(page.base + f"/tickets?dataset={code}")
+    row = page.locator("tr", has_text="zhlxdm").first
+    assert "自然资源" in row.inner_text()
+    row.get_by_role("link").first.click()
+    assert people[0]["sfzhm"] in page.content()  # the failing rows' keys (the 主键 is the ID number) are listed
+    shot(page, "ticket")
+    page.goto(page.base + "/quality/report")
+    assert page.get_by_text("地质灾害群测群防监测员名单").first.is_visible()
+    shot(page, "quality-report")
+
+    # 4. 自然资源局 fixes the data: the new version passes the rule and the ticket verifies itself.
+    switch_user(page, "zrzy_publisher")
+    page.goto(page.base + f"/catalog/{code}/deliver")
+    page.set_input_files("#deliver-file", str(story_csv(tmp_path / "fixed.csv", people, bad_codes=0)))
+    page.get_by_role("button", name="上传并发布").click()
+    page.get_by_role("heading", name="本次归集结果").wait_for()
+    assert page.get_by_text("v2").first.is_visible()
+    page.goto(page.base + f"/tickets?dataset={code}&status=closed")  # verified on v2, then closed
+    assert page.locator("tr", has_text="zhlxdm").count() == 1
+
+    # 5. 人力社保局 requests four of the five fields…
+    switch_user(page, "rsj_consumer")
+    page.goto(page.base + f"/catalog/{code}")
+    page.get_by_role("link", name="申请共享").click()
+    page.get_by_label("用途（必填）").fill("核验监测员社保参保情况")
+    page.get_by_label("依据（法律法规或履职依据，必填）").fill("《地质灾害防治条例》第十五条")
+    for field in ("sfzhm", "xm", "yhdbh", "zhlxdm", "wxrs"):
+        page.locator(f"#req-f-{field}").check()
+    page.get_by_role("button", name="提交共享申请").click()
+    assert page.get_by_text("待提供方审核").first.is_visible()
+    request_url = page.url.split("?")[0]
+
+    # 6. …自然资源局 approves it narrowed (no 威胁人数), then the steward approves (L3 data).
+    switch_user(page, "zrzy_publisher")
+    page.goto(request_url)
+    page.locator("#dec-f-wxrs").uncheck()
+    page.get_by_label("审核意见（驳回、退回时必填）").fill("同意，威胁人数不在共享范围")
+    page.get_by_role("button", name="同意", exact=True).click()
+    assert page.get_by_text("待大数据局审核").first.is_visible()
+    switch_user(page, "steward")
+    page.goto(request_url)
+    page.get_by_role("button", name="同意", exact=True).click()
+    assert page.get_by_text("已通过").first.is_visible()
+
+    # 7. The consumer creates a credential (shown once) and reads masked rows in the try-out panel.
+    switch_user(page, "rsj_consumer")
+    page.goto(request_url)
+    page.get_by_role("link", name="查看授权").click()
+    page.get_by_role("button", name="新建访问凭证").click()
+    assert page.get_by_text("只显示这一次").first.is_visible()
+    secret = page.locator("#new-credential").input_value()
+    assert secret.startswith("odg_")
+    page.locator("#try-run").click()
+    page.locator("#try-result:not([hidden])").wait_for()
+    headers = page.locator("#try-result thead th").all_inner_texts()
+    assert not any("wxrs" in h or "威胁人数" in h for h in headers)  # narrowed away
+    table = page.locator("#try-result tbody").inner_text()
+    first = people[0]
+    assert first["sfzhm"] not in table and first["xm"] not in table  # masked
+    assert first["sfzhm"][:6] in table and "*" in table
+    shot(page, "credential-tryout")
+    page.reload()
+    assert secret not in page.content()
