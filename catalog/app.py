@@ -80,10 +80,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError):  # noqa: ANN202
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
                   for e in exc.errors()]
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
+        if not request.url.path.startswith(API_PREFIXES):  # e.g. /catalog?page=abc typed into the address bar
+            refusal = DomainError(f"地址中的参数不合法（{where}），请返回重试")
+            refusal.status_code = 422
+            return web_pages.error_page(request, refusal)
         return JSONResponse({"error": "validation_error", "message": f"请求参数不合法 — {where}", "detail": errors},
                             status_code=422)
 

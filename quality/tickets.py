@@ -119,7 +119,8 @@ def _open_quality_ticket(session: Session, dataset: Dataset, run: QualityRun, re
     ticket = ProblemTicket(
         dataset_id=dataset.id, origin="quality", rule_id=result.rule_id, open_key=f"{dataset.id}:{result.rule_id}",
         title=f"{dataset.name}：{result.description}", description=result.description, dimension=result.dimension,
-        item_code=result.columns[-1] if result.kind.startswith("id_") else result.columns[0],
+        # Identifier and consistency rules read (key, item): the ticket is about the item, not the key it joins on.
+        item_code=result.columns[-1] if result.kind.startswith("id_") or result.kind == "consistency" else result.columns[0],
         element_identifier=result.element_identifier,
         assigned_department_id=source_department(session, dataset, result.element_identifier),
         first_receiver_department_id=dataset.department_id, status=OPEN, runs_seen=1,

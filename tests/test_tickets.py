@@ -164,3 +164,17 @@ def test_working_day_deadlines_skip_weekends():
     friday = dt.datetime(2026, 11, 20, 10, tzinfo=dt.timezone.utc)
     assert ticket_service.add_working_days(friday, 1).weekday() == 0
     assert ticket_service.add_working_days(friday, 7) == dt.datetime(2026, 12, 1, 10, tzinfo=dt.timezone.utc)
+
+
+def test_a_consistency_ticket_is_about_the_copied_item_not_the_join_key(db, settings):
+    """The objection mark (异议标注) and the ticket page point at the item whose value disagrees with its source."""
+    from sqlalchemy import select
+
+    from quality.models import ProblemTicket
+    from tests.sharing_helpers import deliver
+
+    deliver(db, settings)
+    with db.session() as s:
+        found = s.execute(select(ProblemTicket).where(ProblemTicket.rule_id.like("consistency:%"))).scalars().all()
+    assert found, "the demo deliveries carry copies that disagree with their source"
+    assert all(t.item_code == t.rule_id.split(":", 1)[1] for t in found)

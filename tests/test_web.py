@@ -141,3 +141,9 @@ def test_dataset_page_actions_follow_the_callers_part(client, db, settings):
     assert "/deliver" not in other and "/edit" not in other
     client.cookies.clear()
     assert client.get("/catalog/GAJ-00001/dcat.ttl").status_code == 404  # anonymous: not in the open catalog
+
+
+def test_a_malformed_address_gets_a_page_not_json(client):
+    r = client.get("/catalog", params={"page": "abc"})
+    assert r.status_code == 422 and "<html" in r.text and "参数不合法" in r.text
+    assert client.get("/api/v1/datasets", params={"page": "abc"}).headers["content-type"].startswith("application/json")
