@@ -173,7 +173,10 @@ def demo(
                f'--data-urlencode "q=信用"')
     typer.echo(f'  curl -s -G "{base}/api/v1/datasets" --data-urlencode "q=空气"    # 匿名：开放目录')
     typer.echo(f'  curl -s -H "Authorization: Bearer {steward_token}" "{base}/api/v1/tickets?status=active"   # 问题数据工单')
-    typer.echo(f'  curl -s -H "Authorization: Bearer {steward_token}" "{base}/quality/report" -o 质量报告.html   # 大数据局质量报告')
+    typer.echo(f'  curl -s -H "Authorization: Bearer {steward_token}" "{base}/api/v1/quality/report.csv" -o 质量报告.csv   # 大数据局质量报告')
+    typer.echo(f"网页演示：浏览器打开 {base}/ ，按 README「在网页上走一遍」登录各角色点击完成；上传用的文件：")
+    typer.echo(f"  {corrected['monitors']}  （含 3 行错误的灾害类型代码）")
+    typer.echo(f"  {corrected['monitors-fixed']}  （修正后）")
     typer.echo("整改演示：交付修正后的数据，工单自动核验关闭、质量得分上升（另开一个终端）：")
     command = Path(sys.argv[0]) if Path(sys.argv[0]).name == "opendata" else "opendata"
     typer.echo(f"  {command} collect GAJ-00001 {corrected['GAJ-00001']} --user gaj_publisher --data-dir {settings.data_dir}")
@@ -334,6 +337,11 @@ def _write_corrected_deliveries(data_dir: Path) -> dict[str, Path]:
         path = out_dir / filename.replace(".csv", "-修正.csv")
         path.write_bytes(csv_bytes(rows(corrected=True)))
         paths[code] = path
+    from seeds.deliveries import monitors
+
+    for key, corrected in (("monitors", False), ("monitors-fixed", True)):  # for the clicked story (README)
+        paths[key] = out_dir / f"地质灾害监测员名单{'-修正' if corrected else ''}.csv"
+        paths[key].write_bytes(csv_bytes(monitors(corrected=corrected)))
     return paths
 
 

@@ -131,6 +131,26 @@ def stations(corrected: bool = False) -> list[dict]:
     return rows
 
 
+# The web story (README "Click through the story"): 自然资源局 registers 地质灾害群测群防监测员名单 with these items —
+# every element already has its one source, so the ID number and the name are references to 公安局 and the hazard
+# items references to its own 地质灾害隐患点信息 — then delivers monitors() with errors and monitors(corrected=True).
+MONITOR_ITEMS = [  # code, name, 数据元
+    ("sfzhm", "监测员公民身份号码", "DE0101001"),
+    ("xm", "监测员姓名", "DE0101002"),
+    ("yhdbh", "隐患点编号", "DE0305001"),
+    ("zhlxdm", "灾害类型代码", "DE0305003"),
+    ("wxrs", "威胁人数", "DE0305005"),
+]
+
+
+def monitors(corrected: bool = False) -> list[dict]:
+    """30 monitors who are people 公安局 registered correctly (so 一致性 holds); three 灾害类型代码 outside the code
+    list unless corrected — a problem whose source is 自然资源局 itself."""
+    same = [c for c, raw in zip(population(corrected=True), population()) if c == raw][:30]
+    return [{"sfzhm": p["sfzhm"], "xm": p["xm"], "yhdbh": f"DZ{n:04d}",
+             "zhlxdm": "9" if n < 3 and not corrected else "2", "wxrs": str(n * 3)} for n, p in enumerate(same)]
+
+
 DELIVERIES = {"GAJ-00001": ("人口基本信息.csv", population), "SCJG-00001": ("企业登记基本信息.csv", enterprises),
               "RSJ-00001": ("社会保险参保信息.csv", insurance), "STHJ-00001": ("空气质量监测站点信息.csv", stations)}
 

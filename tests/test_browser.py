@@ -12,6 +12,7 @@ import pytest
 
 from catalog.app import create_app
 from tests.helpers import live_server
+from seeds.deliveries import MONITOR_ITEMS, csv_bytes, monitors
 from tests.sharing_helpers import deliver
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,15 +35,6 @@ def live(backend, db, settings):
     deliver(db, settings)
     with live_server(create_app(settings, database=db)) as url:
         yield url
-
-
-@pytest.fixture
-def live_story(live, db, settings):
-    """The live server plus 30 real (ID number, name) pairs from 公安局's published 人口基本信息."""
-    from tests.sharing_helpers import version_table
-
-    people = version_table(db, settings, "GAJ-00001").select(["sfzhm", "xm"]).slice(0, 30).to_pylist()
-    return people
 
 
 @pytest.fixture
@@ -112,20 +104,9 @@ def test_refusal_is_a_friendly_page_and_form_errors_are_inline(page):
 
 
 # ---------------------------------------------------------------- the whole story, clicked
-STORY_ITEMS = [  # code, name, 数据元; every element already has its one source, so this dataset references them
-    ("sfzhm", "监测员公民身份号码", "DE0101001"),  # 公安局
-    ("xm", "监测员姓名", "DE0101002"),  # 公安局
-    ("yhdbh", "隐患点编号", "DE0305001"),  # 自然资源局's own 地质灾害隐患点信息
-    ("zhlxdm", "灾害类型代码", "DE0305003"),  # ditto; code list 1–6
-    ("wxrs", "威胁人数", "DE0305005"),
-]
-
-
-def story_csv(path: Path, people: list[dict], bad_codes: int) -> Path:
-    lines = ["sfzhm,xm,yhdbh,zhlxdm,wxrs"]
-    for n, person in enumerate(people):
-        lines.append(f"{person['sfzhm']},{person['xm']},DZ{n:04d},{'9' if n < bad_codes else '2'},{n * 3}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+def story_csv(path: Path, corrected: bool) -> Path:
+    """The files `make demo` writes for a person to upload (seeds/deliveries.py monitors)."""
+    path.write_bytes(csv_bytes(monitors(corrected=corrected)))
     return path
 
 
@@ -135,12 +116,15 @@ def switch_user(page, username: str) -> None:
     assert page.get_by_role("heading", name="驾驶舱").is_visible()
 
 
-def test_the_whole_story_by_clicking(page, live_story, tmp_path):
+def test_the_whole_story_by_clicking(page, live, tmp_path):
     """Provider registers (一数一源 conflict shown inline, switched to a reference) and delivers data with errors →
     the steward sees the ticket and the score → the provider fixes the data and the ticket verifies itself → a consumer
     requests access → the provider approves it narrowed → the steward approves (L3) → the consumer creates a
     credential and reads masked rows in the page's try-out panel."""
-    people = live_story  # real (ID number, name) pairs from 公安局's published 人口基本信息, so 一致性 holds
+    people = monitors()  # people 公安局 registered correctly, so the copies agree with their source (一致性)
+    refused = []  # every page that answered 4xx/5xx; only the deliberate 一数一源 conflict may be among them
+    page.on("response", lambda r: refused.append((r.status, r.url)) if r.status >= 400 and r.request.resource_type in (
+        "document", "xhr", "fetch") else None)
 
     # 1. 自然资源局 registers the dataset; claiming 公民身份号码 as its own source is refused inline.
     switch_user(page, "zrzy_publisher")
@@ -154,9 +138,9 @@ def test_the_whole_story_by_clicking(page, live_story, tmp_path):
     page.get_by_label("开放条件").fill("含个人信息，不予开放")
     page.get_by_label("更新周期").select_option("每月")
     page.get_by_label("安全分级").select_option("L3")
-    while page.locator("#item-rows tr").count() < len(STORY_ITEMS):
+    while page.locator("#item-rows tr").count() < len(MONITOR_ITEMS):
         page.get_by_role("button", name="添加数据项").click()
-    for i, (code, name, element) in enumerate(STORY_ITEMS):
+    for i, (code, name, element) in enumerate(MONITOR_ITEMS):
         page.locator(f"#items-{i}-code").fill(code)
         page.locator(f"#items-{i}-name").fill(name)
         page.locator(f"#items-{i}-element").fill(element)
@@ -177,7 +161,7 @@ def test_the_whole_story_by_clicking(page, live_story, tmp_path):
 
     # 2. It delivers a file with three 灾害类型代码 outside the code list.
     page.get_by_role("link", name="归集数据").click()
-    page.set_input_files("#deliver-file", str(story_csv(tmp_path / "first.csv", people, bad_codes=3)))
+    page.set_input_files("#deliver-file", str(story_csv(tmp_path / "first.csv", corrected=False)))
     page.get_by_role("button", name="上传并发布").click()
     page.get_by_role("heading", name="本次归集结果").wait_for()
     assert page.get_by_text("v1").first.is_visible()
@@ -198,7 +182,7 @@ def test_the_whole_story_by_clicking(page, live_story, tmp_path):
     # 4. 自然资源局 fixes the data: the new version passes the rule and the ticket verifies itself.
     switch_user(page, "zrzy_publisher")
     page.goto(page.base + f"/catalog/{code}/deliver")
-    page.set_input_files("#deliver-file", str(story_csv(tmp_path / "fixed.csv", people, bad_codes=0)))
+    page.set_input_files("#deliver-file", str(story_csv(tmp_path / "fixed.csv", corrected=True)))
     page.get_by_role("button", name="上传并发布").click()
     page.get_by_role("heading", name="本次归集结果").wait_for()
     assert page.get_by_text("v2").first.is_visible()
@@ -248,3 +232,48 @@ def test_the_whole_story_by_clicking(page, live_story, tmp_path):
     shot(page, "credential-tryout")
     page.reload()
     assert secret not in page.content()
+    assert [status for status, _ in refused] == [409], refused  # no error page anywhere in the story
+
+
+PHONE_PAGES = ["/", "/catalog?q=人口", "/catalog/GAJ-00001", "/workspace", "/requests", "/grants", "/tickets",
+               "/quality/report", "/audit", "/steward/inventory", "/datasets/new", "/catalog/GAJ-00001/deliver",
+               "/open"]
+
+
+def test_phone_width_and_keyboard(live):
+    """At 390 px nothing makes the page itself scroll sideways (wide tables scroll inside their box), and a person can
+    sign in and reach the workspace with the keyboard alone."""
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844}, is_mobile=True)
+        page = context.new_page()
+        page.goto(live + "/login")
+        page.keyboard.press("Tab")  # 跳到正文 first: the skip link
+        assert page.evaluate("document.activeElement.textContent") == "跳到正文"
+        page.get_by_label("用户名").focus()
+        page.keyboard.type("steward")
+        page.keyboard.press("Tab")
+        page.keyboard.type("demo-steward-2026")
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name="驾驶舱").wait_for()
+        wide = {}
+        for path in PHONE_PAGES:
+            response = page.goto(live + path)
+            assert response.status == 200, path
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            if overflow > 1:
+                wide[path] = overflow
+            assert page.title().endswith("· opendata-hub") and "<" not in page.title(), path  # well-formed page
+            assert page.locator("body > header.top").count() == 1, path  # nothing pushed above the header
+        page.base = live
+        page.context.clear_cookies()
+        sign_in(page, "rsj_consumer")
+        for path in ("/catalog/GAJ-00001/request", "/workspace", "/requests"):
+            assert page.goto(live + path).status == 200, path
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            if overflow > 1:
+                wide[path] = overflow
+        assert not wide, f"pages wider than the phone: {wide}"
+        page.goto(live + "/")
+        shot(page, "phone-dashboard")
+        browser.close()

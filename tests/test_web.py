@@ -122,6 +122,7 @@ def test_dashboard_trend_is_recomputed_from_timestamps(client, db, settings):
     login(client, "steward")
     home = client.get("/").text
     assert "近 30 天趋势" in home and "<polyline" in home and "各部门指标" in home
+    assert "<title>驾驶舱 · opendata-hub</title>" in home  # the charts sit in the page body, not in its title
 
 
 def test_dataset_page_actions_follow_the_callers_part(client, db, settings):
