@@ -181,6 +181,9 @@ def test_the_whole_story_by_clicking(page, live, tmp_path):
 
     # 4. 自然资源局 fixes the data: the new version passes the rule and the ticket verifies itself.
     switch_user(page, "zrzy_publisher")
+    page.get_by_role("link", name="工作台").click()
+    assert page.locator("tr", has_text=code).get_by_role("link", name="归集数据").is_visible()
+    shot(page, "workspace")
     page.goto(page.base + f"/catalog/{code}/deliver")
     page.set_input_files("#deliver-file", str(story_csv(tmp_path / "fixed.csv", corrected=True)))
     page.get_by_role("button", name="上传并发布").click()
@@ -206,6 +209,7 @@ def test_the_whole_story_by_clicking(page, live, tmp_path):
     page.goto(request_url)
     page.locator("#dec-f-wxrs").uncheck()
     page.get_by_label("审核意见（驳回、退回时必填）").fill("同意，威胁人数不在共享范围")
+    shot(page, "share-review")
     page.get_by_role("button", name="同意", exact=True).click()
     assert page.get_by_text("待大数据局审核").first.is_visible()
     switch_user(page, "steward")
