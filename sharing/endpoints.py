@@ -10,12 +10,10 @@ from sqlalchemy import select
 from catalog import service as catalog_service
 from catalog.deps import PrincipalDep, SessionDep, SettingsDep
 from catalog.endpoints import ERRORS, PageNo, PageSize
-from catalog.errors import Conflict
-from catalog.models import Dataset, Department, User
+from catalog.models import Dataset
 from catalog.permissions import check_read_catalog
 from catalog.repository import department_and_user_names
 from catalog.schemas import Page
-from catalog.security import hash_password
 from sharing import service
 from sharing.audit import search as search_audit
 from sharing.models import Grant, GrantCredential, ShareRequest
@@ -39,7 +37,6 @@ from sharing.schemas import (
 router = APIRouter(prefix="/api/v1", tags=["sharing"], responses={k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)})
 RequestId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 GrantId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-PUBLIC_DEPARTMENT = ("PUBLIC", "社会公众（注册用户）")
 
 
 def request_out(session, req: ShareRequest, names=None) -> ShareRequestOut:  # noqa: ANN001
@@ -209,15 +206,6 @@ def open_indicator(session: SessionDep, principal: PrincipalDep) -> OpenRateOut:
 @router.post("/public/register", status_code=status.HTTP_201_CREATED, tags=["open"],
              summary="社会用户注册（可申请受限开放数据）")
 def register(body: RegisterIn, request: Request, session: SessionDep) -> dict[str, str]:
-    if session.execute(select(User.id).where(User.username == body.username)).first():
-        raise Conflict(f"用户名 {body.username} 已被使用")
-    dept = session.execute(select(Department).where(Department.code == PUBLIC_DEPARTMENT[0])).scalar_one_or_none()
-    if dept is None:
-        dept = Department(code=PUBLIC_DEPARTMENT[0], name=PUBLIC_DEPARTMENT[1], short_name="社会公众")
-        session.add(dept)
-        session.flush()
-    label = f"{body.display_name}（{body.organisation}）" if body.organisation else body.display_name
-    session.add(User(username=body.username, display_name=label[:128], department_id=dept.id, roles=["public"],
-                     password_hash=hash_password(body.password), contact=body.contact))
+    service.register_public_user(session, body)
     session.commit()
     return {"username": body.username, "message": "注册成功，请用 POST /api/v1/auth/login 登录换取令牌"}

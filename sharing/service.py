@@ -21,7 +21,7 @@ from catalog.collection import target_schema
 from catalog.enums import DatasetStatus, OpenType, Role, SecurityGrade, ShareType
 from catalog.federation.models import refuse_local_change
 from catalog.errors import CatalogRuleError, Conflict, NotFound, PermissionDenied, RuleViolation
-from catalog.models import Dataset, DataItem, Department, utcnow
+from catalog.models import Dataset, DataItem, Department, User, utcnow
 from catalog.permissions import can_see_dataset, require_principal
 from catalog.security import hash_token
 from catalog.settings import Settings
@@ -612,3 +612,25 @@ def open_rate(session: Session) -> dict[str, Any]:
     opened = session.execute(collected.where(Dataset.open_type.in_([OpenType.unconditional, OpenType.restricted]))
                              ).scalar_one()
     return {"open_items": opened, "collected_items": total, "rate": round(opened / total, 4) if total else None}
+
+
+PUBLIC_DEPARTMENT = ("PUBLIC", "社会公众（注册用户）")
+
+
+def register_public_user(session: Session, body: Any) -> User:
+    """An outside user (role public): sees the open catalog and may apply for 受限开放 data (开放申请)."""
+    from catalog.security import hash_password
+
+    if session.execute(select(User.id).where(User.username == body.username)).first():
+        raise Conflict(f"用户名 {body.username} 已被使用")
+    dept = session.execute(select(Department).where(Department.code == PUBLIC_DEPARTMENT[0])).scalar_one_or_none()
+    if dept is None:
+        dept = Department(code=PUBLIC_DEPARTMENT[0], name=PUBLIC_DEPARTMENT[1], short_name="社会公众")
+        session.add(dept)
+        session.flush()
+    label = f"{body.display_name}（{body.organisation}）" if body.organisation else body.display_name
+    user = User(username=body.username, display_name=label[:128], department_id=dept.id, roles=["public"],
+                password_hash=hash_password(body.password), contact=body.contact)
+    session.add(user)
+    session.flush()
+    return user

@@ -148,3 +148,28 @@ def test_a_malformed_address_gets_a_page_not_json(client):
     r = client.get("/catalog", params={"page": "abc"})
     assert r.status_code == 422 and "<html" in r.text and "参数不合法" in r.text
     assert client.get("/api/v1/datasets", params={"page": "abc"}).headers["content-type"].startswith("application/json")
+
+
+def test_an_outside_user_registers_inline_errors_then_signs_in(client):
+    page = client.get("/register")
+    bad = client.post("/register", data={"csrf": _csrf(page.text), "username": "x", "password": "short",
+                                         "display_name": "张三", "contact": "13800000000"})
+    assert bad.status_code == 422 and "用户名至少 3 个字符" in bad.text and "密码至少 10 个字符" in bad.text
+    assert 'value="张三"' in bad.text  # what was typed is kept (never the password)
+    ok = client.post("/register", data={"csrf": _csrf(bad.text), "username": "zhangsan", "password": "a-long-passphrase",
+                                        "display_name": "张三", "organisation": "某大学", "contact": "13800000000"})
+    assert ok.status_code == 200 and "注册成功" in ok.text
+    taken = client.post("/register", data={"csrf": _csrf(ok.text), "username": "zhangsan", "password": "another-passphrase",
+                                           "display_name": "李四", "contact": "13900000000"})
+    assert taken.status_code == 409 and "已被使用" in taken.text
+    assert login(client, "zhangsan", "a-long-passphrase").status_code == 303
+    home = client.get("/").text
+    assert "驾驶舱" not in home and "张三（某大学）" in home  # an outside user sees the public face, not the dashboard
+    assert client.get("/catalog/GAJ-00001").status_code == 404
+
+
+def test_registration_needs_the_forms_csrf_token(client):
+    client.get("/register")
+    r = client.post("/register", data={"csrf": "0" * 40, "username": "lisi", "password": "a-long-passphrase",
+                                       "display_name": "李四", "contact": "13900000000"})
+    assert r.status_code == 403

@@ -314,3 +314,55 @@ def page_datapackage(code: str, request: Request, session: SessionDep, principal
     from catalog import export_endpoints
 
     return export_endpoints.dataset_datapackage(code, request, session, principal)
+
+
+# ---------------------------------------------------------------- outside users register (开放申请 needs an account)
+REGISTER_FIELDS = {"username": "用户名", "password": "密码", "display_name": "姓名或称呼", "organisation": "单位（可不填）",
+                   "contact": "联系电话或邮箱"}
+
+
+@router.get("/register", response_class=HTMLResponse)
+def register_page(request: Request) -> HTMLResponse:
+    return render(request, "register.html", values={}, errors={})
+
+
+@router.post("/register", response_class=HTMLResponse)
+def register_submit(request: Request, session: SessionDep, csrf: Annotated[str, Form(max_length=64)] = "",
+                    username: Annotated[str, Form(max_length=200)] = "", password: Annotated[str, Form(max_length=300)] = "",
+                    display_name: Annotated[str, Form(max_length=300)] = "",
+                    organisation: Annotated[str, Form(max_length=300)] = "",
+                    contact: Annotated[str, Form(max_length=300)] = "") -> HTMLResponse:
+    from pydantic import ValidationError
+
+    from sharing.schemas import RegisterIn
+    from sharing.service import register_public_user
+
+    check_csrf(request, csrf)
+    values = {"username": username, "display_name": display_name, "organisation": organisation, "contact": contact}
+    try:
+        register_public_user(session, RegisterIn(password=password, **values))
+    except ValidationError as exc:
+        errors: dict[str, list[str]] = {}
+        for e in exc.errors():
+            field = str(e["loc"][0]) if e.get("loc") else "username"
+            errors.setdefault(field, []).append(_register_message(field, e))
+        return render(request, "register.html", status_code=422, values=values, errors=errors)
+    except DomainError as exc:
+        return render(request, "register.html", status_code=exc.status_code, values=values,
+                      errors={"username": [exc.message]})
+    session.commit()
+    return render(request, "login.html", next="/open", error=None, username=username,
+                  notice="注册成功，请登录。登录后可在开放数据中对“受限开放”的资源提出开放申请。")
+
+
+def _register_message(field: str, error: dict) -> str:
+    name = REGISTER_FIELDS.get(field, field)
+    kind = error.get("type", "")
+    ctx = error.get("ctx") or {}
+    if kind == "string_too_short":
+        return f"{name}至少 {ctx.get('min_length')} 个字符"
+    if kind == "string_too_long":
+        return f"{name}最多 {ctx.get('max_length')} 个字符"
+    if kind == "string_pattern_mismatch":
+        return f"{name}只能包含英文字母、数字和 _ . -"
+    return f"{name}填写有误"
