@@ -66,6 +66,10 @@ def test_anonymous_open_data_portal_and_download(page):
     page.get_by_role("link", name="浏览开放数据").click()
     assert page.get_by_role("heading", name="开放数据").is_visible()
     shot(page, "open-data")
+    page.get_by_role("link", name="空气质量监测站点信息").click()  # the dataset page previews the first rows
+    page.locator("#preview:not([hidden])").wait_for()
+    assert page.locator("#preview tbody tr").count() == 20 and "jczdmc" in page.locator("#preview thead").inner_text()
+    page.go_back()
     with page.expect_download() as download:
         page.locator("tr", has_text="空气质量监测站点信息").get_by_role("link", name="CSV").click()
     body = Path(download.value.path()).read_bytes()
