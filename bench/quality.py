@@ -3,10 +3,12 @@
 Builds the rules the product would run — `quality.suite.generate_rules` on the seeded dataset GAJ-00001 人口基本信息
 (公民身份号码 as key, 姓名, 性别代码, 出生日期, 民族代码, 户籍地址, 行政区划代码, 户号, 与户主关系代码, 文化程度代码) — and a
 synthetic population that passes every one of them (valid unique ID numbers with their MOD 11-2 check character,
-gender and birth date consistent with the ID, codes from the standards' code lists). A given fraction of rows then
-gets exactly one error each, spread evenly over eight kinds that each break one rule (bad check character, duplicate
-key, missing name, unknown 民族 code, unknown division code, birth date ≠ ID, gender ≠ ID, malformed 户号); the
-duplicate-key rows come in pairs, so the failing rows are exactly the injected ones.
+gender and birth date consistent with the ID, codes from the standards' code lists). Rows then get exactly one error
+each, of eight kinds that each break one rule (bad check character, duplicate key, missing name, unknown 民族 code,
+unknown division code, birth date ≠ ID, gender ≠ ID, malformed 户号); by default (--errors per-check, the definition
+in ../shared/notes/quality.md) each check fails on the given fraction of rows, disjointly; --errors per-row spreads
+the fraction over the eight kinds instead. Duplicate-key rows come in pairs, so the failing rows are exactly the
+injected ones.
 
 Each snapshot is written to Parquet once; every measurement runs in its own spawned child process that reads it
 (read time reported apart, never in rows/s), so each peak RSS (the child's VmHWM) is that measurement's own:
@@ -190,12 +192,18 @@ def make_population(rows: int, seed: int = 2026) -> pa.Table:
                      "whcddm": education})
 
 
-def inject_errors(clean: pa.Table, rate: float, seed: int = 7) -> tuple[pa.Table, dict[str, int], dict[str, int]]:
-    """Give `rate` of the rows one error each, kinds in equal shares; returns the table, rows per kind and the
-    failing-row count each rule should report."""
+def inject_errors(clean: pa.Table, rate: float, seed: int = 7, per_check: bool = True
+                  ) -> tuple[pa.Table, dict[str, int], dict[str, int]]:
+    """Break rows with one error each; returns the table, rows per kind and the failing-row count each rule should
+    report. per_check (the shared notes' definition, "1% failing rows per check"): every one of the eight checks
+    fails on `rate` of the rows — disjoint sets, so 8 × rate of the rows carry one error. Otherwise `rate` of the rows
+    carry one error in all, the kinds in equal shares (each check fails on rate / 8)."""
     rng = np.random.default_rng(seed)
     n = clean.num_rows
-    chosen = rng.choice(n, size=round(n * rate), replace=False)
+    total = round(n * rate) * (len(ERROR_KINDS) if per_check else 1)
+    if total > n:
+        raise SystemExit(f"{rate:.0%} per check × {len(ERROR_KINDS)} checks needs more rows than there are")
+    chosen = rng.choice(n, size=total, replace=False)
     groups = dict(zip(ERROR_KINDS, np.array_split(chosen, len(ERROR_KINDS))))
     if len(groups["duplicate_key"]) % 2:  # duplicates come in pairs; hand an odd one out to another kind
         groups["missing_name"] = np.append(groups["missing_name"], groups["duplicate_key"][-1])
@@ -461,7 +469,10 @@ def bench_snapshot(path: str, rows: int, rate: float, rules: list[Rule], gx_rule
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", default="1000000,10000000", help="comma-separated row counts")
-    ap.add_argument("--error-rate", default="0.01,0.10", help="comma-separated fractions of rows given one error")
+    ap.add_argument("--error-rate", default="0.01,0.10", help="comma-separated failing fractions")
+    ap.add_argument("--errors", choices=("per-check", "per-row"), default="per-check",
+                    help="per-check: each of the 8 checks fails on that fraction of rows (the notes' definition); "
+                         "per-row: that fraction of rows carries one error in all")
     ap.add_argument("--gx-max-rows", type=int, default=1_000_000, help="run plain GX only up to this many rows")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per measurement; the median is reported")
     args = ap.parse_args()
@@ -479,7 +490,7 @@ def main() -> None:
     print(f"plain GX runs {len(gx_rules)} of them (kinds {', '.join(sorted(GX_KINDS))}); only the full suite has "
           + ", ".join(r.id for r in rules if r.kind not in GX_KINDS), flush=True)
 
-    figures: dict = {"dataset": DATASET, "rules": len(rules), "rule_kinds": kinds, "gx_rules": len(gx_rules),
+    figures: dict = {"dataset": DATASET, "errors": args.errors, "rules": len(rules), "rule_kinds": kinds, "gx_rules": len(gx_rules),
                      "gx_max_rows": args.gx_max_rows, "repeat": args.repeat, "runs": []}
     warnings: list[str] = []
     with tempfile.TemporaryDirectory(prefix="odh-bench-quality-") as tmp:
@@ -492,15 +503,16 @@ def main() -> None:
             print(f"\n{rows:,} rows generated in {generate_s:.1f} s; the clean data passes all {len(rules)} rules "
                   f"(checked in {time.perf_counter() - t:.1f} s)", flush=True)
             for rate in rates:
-                table, per_kind, expected = inject_errors(clean, rate)
+                table, per_kind, expected = inject_errors(clean, rate, per_check=args.errors == "per-check")
                 path = f"{tmp}/population_{rows}_{rate}.parquet"
                 # The row-group size of a collected snapshot (catalog.collection), so streaming reads it the same way.
                 pq.write_table(table, path, row_group_size=131_072)
                 del table
-                run: dict = {"rows": rows, "error_rate": rate, "injected_rows": sum(per_kind.values()),
+                run: dict = {"rows": rows, "error_rate": rate, "errors": args.errors,
+                             "injected_rows": sum(per_kind.values()),
                              "injected": per_kind, "generate_s": round(generate_s, 1),
                              "parquet_mib": round(Path(path).stat().st_size / 2**20)}
-                print(f"[{rows:,} rows, {rate:.0%} errors] {run['injected_rows']:,} rows with one error each "
+                print(f"[{rows:,} rows, {rate:.0%} errors {args.errors}] {run['injected_rows']:,} rows with one error each "
                       f"({per_kind['duplicate_key'] // 2:,} duplicate pairs); Parquet {run['parquet_mib']} MiB",
                       flush=True)
                 warnings += bench_snapshot(path, rows, rate, rules, gx_rules, expected, args, run)
