@@ -104,7 +104,7 @@ def test_refusal_is_a_friendly_page_and_form_errors_are_inline(page):
     assert page.get_by_role("heading", name="没有权限").is_visible()
     assert "steward" in page.get_by_role("alert").inner_text() or "大数据局" in page.get_by_role("alert").inner_text()
     page.get_by_role("button", name="退出").click()
-    assert page.get_by_role("link", name="登录", exact=True).is_visible()
+    assert page.get_by_role("banner").get_by_role("link", name="登录", exact=True).is_visible()
 
 
 # ---------------------------------------------------------------- the whole story, clicked
