@@ -394,7 +394,7 @@ def _finish(result: pa.Array, chunked: bool) -> BoolColumn:
     return pa.chunked_array([result], pa.bool_()) if chunked else result
 
 
-def id_birth_date_matches(id_arr: ColumnInput, birth_arr: ColumnInput) -> BoolColumn:
+def _id_birth_date_matches_text(id_arr: ColumnInput, birth_arr: ColumnInput) -> BoolColumn:
     """Whether the ID number's YYYYMMDD equals the birth date column.
 
     `birth_arr` may be a date/timestamp column or strings `YYYY-MM-DD` / `YYYYMMDD`. Null when either value is null,
@@ -418,7 +418,7 @@ _ODD_DIGITS = pa.array(["1", "3", "5", "7", "9"])
 _JUDGED_GENDERS = pa.array(["1", "2"])
 
 
-def id_gender_matches(id_arr: ColumnInput, gender_arr: ColumnInput) -> BoolColumn:
+def _id_gender_matches_text(id_arr: ColumnInput, gender_arr: ColumnInput) -> BoolColumn:
     """Whether the ID number's 17th digit agrees with a GB/T 2261.1 gender code (odd = "1" 男, even = "2" 女).
 
     Null when either value is null, the ID is not 18 characters or its 17th character is not a digit, or the gender
@@ -437,6 +437,60 @@ def id_gender_matches(id_arr: ColumnInput, gender_arr: ColumnInput) -> BoolColum
         pc.is_in(genders, value_set=_JUDGED_GENDERS),
     )
     return _finish(pc.if_else(judged, pc.equal(implied, genders), None), chunked)
+
+
+def _ascii_ids(ids: pa.Array) -> _FixedWidth | None:
+    """The 18-byte rows of an ID column as a byte matrix — or None when some 18-character value is not 18 bytes
+    (non-ASCII), where characters and bytes part ways and the text versions above must decide."""
+    byte_length = np.diff(_offsets(ids))
+    if ((byte_length != 18) & (byte_length >= 18)).any():
+        char_18 = pc.fill_null(pc.equal(pc.utf8_length(ids), 18), False).to_numpy(zero_copy_only=False)
+        if (char_18 & (byte_length != 18)).any():
+            return None
+    return _fixed_width(ids, 18, _validity(ids))
+
+
+def id_birth_date_matches(id_arr: ColumnInput, birth_arr: ColumnInput) -> BoolColumn:
+    """Whether the ID number's YYYYMMDD equals the birth date column (see `_id_birth_date_matches_text`, which it
+    equals: tested). Date columns are compared as numbers on the ID's byte matrix, ~5× faster than through text."""
+    ids, birth, chunked = _aligned(id_arr, birth_arr)
+    ids = _as_string_array(ids)
+    if not (pa.types.is_date(birth.type) or pa.types.is_timestamp(birth.type)):
+        return _id_birth_date_matches_text(id_arr, birth_arr)
+    fixed = _ascii_ids(ids)
+    if fixed is None:
+        return _id_birth_date_matches_text(id_arr, birth_arr)
+    digits = fixed.matrix[:, 6:14] - np.uint8(_ZERO)  # non-digits wrap to values > 9
+    all_digits = (digits <= 9).all(axis=1)
+    from_id = _digits_to_int(np.where(all_digits[:, None], digits, 0).astype(np.int32))
+    yyyymmdd = pc.add(pc.add(pc.multiply(pc.year(birth), 10_000), pc.multiply(pc.month(birth), 100)), pc.day(birth))
+    born = pc.fill_null(yyyymmdd, -1).to_numpy(zero_copy_only=False)
+    out = np.zeros(len(ids), dtype=bool)
+    out[fixed.rows] = all_digits & (from_id == born[fixed.rows])
+    judged = fixed.rows & (born >= 0)  # null when the ID is not 18 characters or either value is null
+    return _finish(_bool_array(out, judged), chunked)
+
+
+def id_gender_matches(id_arr: ColumnInput, gender_arr: ColumnInput) -> BoolColumn:
+    """Whether the ID number's 17th digit agrees with a GB/T 2261.1 gender code (see `_id_gender_matches_text`,
+    which it equals: tested), read from the ID's byte matrix instead of through text slices."""
+    ids, genders, chunked = _aligned(id_arr, gender_arr)
+    ids = _as_string_array(ids)
+    fixed = _ascii_ids(ids)
+    if fixed is None:
+        return _id_gender_matches_text(id_arr, gender_arr)
+    if pa.types.is_integer(genders.type):
+        genders = genders.cast(pa.string())
+    genders = _as_string_array(genders)
+    male = pc.fill_null(pc.equal(genders, "1"), False).to_numpy(zero_copy_only=False)
+    female = pc.fill_null(pc.equal(genders, "2"), False).to_numpy(zero_copy_only=False)
+    digit = fixed.matrix[:, 16] - np.uint8(_ZERO)
+    is_digit = np.zeros(len(ids), dtype=bool)
+    is_digit[fixed.rows] = digit <= 9
+    odd = np.zeros(len(ids), dtype=bool)
+    odd[fixed.rows] = (digit & 1).astype(bool)
+    judged = is_digit & (male | female)
+    return _finish(_bool_array(np.where(odd, male, female), judged), chunked)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

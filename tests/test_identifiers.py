@@ -390,3 +390,53 @@ def test_registry():
     names = {"cn_resident_id", "cn_uscc", "cn_org_code", "cn_division_code", "cn_gender_code", "cn_mobile"}
     assert set(CHECKS) == set(CHECK_DESCRIPTIONS) == names
     assert all(re.search(r"[\u4e00-\u9fff]", text) for text in CHECK_DESCRIPTIONS.values())
+
+
+def _messy_ids_genders_dates(n: int = 4000, seed: int = 5):
+    rng = random.Random(seed)
+    ids, genders, dates = [], [], []
+    for i in range(n):
+        birth = dt.date(1940, 1, 1) + dt.timedelta(days=rng.randrange(30000))
+        body = f"110105{birth:%Y%m%d}{rng.randrange(1000):03d}"
+        value = body + rng.choice("0123456789X")  # the check character is not these checks' business
+        shape = rng.randrange(12)
+        if shape == 0:
+            value = None
+        elif shape == 1:
+            value = value[:17]  # too short
+        elif shape == 2:
+            value = value[:16] + "A" + value[17:]  # 17th character not a digit
+        elif shape == 3:
+            value = value[:8] + "x" + value[9:]  # a letter inside the birth date
+        elif shape == 4:
+            value = value[:10] + "〇" + value[11:]  # 18 characters, not 18 bytes
+        elif shape == 5:
+            birth = birth + dt.timedelta(days=1)  # disagrees with the date column
+        ids.append(value)
+        genders.append(rng.choice(["1", "2", "0", "9", None, "x"]))
+        dates.append(None if rng.randrange(15) == 0 else birth)
+    return ids, genders, dates
+
+
+@pytest.mark.parametrize("ascii_only", [True, False])
+def test_fast_id_consistency_checks_equal_the_text_versions(ascii_only):
+    """The byte-matrix versions of the ID↔gender and ID↔birth-date checks give exactly the text versions' answers —
+    true, false and null — on messy data, plain and chunked; a non-ASCII 18-character value sends them to the text
+    versions."""
+    from quality import identifiers
+
+    ids, genders, dates = _messy_ids_genders_dates()
+    if ascii_only:
+        keep = [i for i, v in enumerate(ids) if v is None or v.isascii()]
+        ids, genders, dates = [ids[i] for i in keep], [genders[i] for i in keep], [dates[i] for i in keep]
+    id_col, gender_col, date_col = pa.array(ids), pa.array(genders), pa.array(dates, pa.date32())
+    for left, right in ((id_col, gender_col), (pa.chunked_array([id_col[:100], id_col[100:]]), gender_col),
+                        (id_col.slice(3), gender_col.slice(3))):
+        assert identifiers.id_gender_matches(left, right).to_pylist() == \
+            identifiers._id_gender_matches_text(left, right).to_pylist()
+    for left, right in ((id_col, date_col), (id_col.slice(5), date_col.slice(5)),
+                        (id_col, date_col.cast(pa.timestamp("s")))):
+        assert identifiers.id_birth_date_matches(left, right).to_pylist() == \
+            identifiers._id_birth_date_matches_text(left, right).to_pylist()
+    assert identifiers.id_gender_matches(id_col, pa.array([1 if g == "1" else 2 for g in genders])).to_pylist() == \
+        identifiers._id_gender_matches_text(id_col, pa.array([1 if g == "1" else 2 for g in genders])).to_pylist()
