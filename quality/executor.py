@@ -131,7 +131,8 @@ def _fixed_width_words(column: pa.Array) -> tuple[np.ndarray, list[np.ndarray]] 
     start = int(np.frombuffer(offsets_buffer, dtype=offset_type, count=1, offset=values.offset * offset_type().itemsize)[0])
     raw = np.frombuffer(data, dtype=np.uint8)
     starts = sorted(set(range(0, w - 7, 8)) | {w - 8})
-    words = [np.ndarray(shape=(len(values),), dtype="<u8", buffer=raw, offset=start + k, strides=(w,)).copy()
+    # Strided, unaligned views into the data buffer: no copies (fresh memory costs more than the arithmetic here).
+    words = [np.ndarray(shape=(len(values),), dtype="<u8", buffer=raw, offset=start + k, strides=(w,))
              for k in starts]
     return rows, words
 
@@ -144,13 +145,14 @@ def _duplicated_fixed_width(column: pa.Array) -> np.ndarray | None:
         return None
     rows, words = found
     digest = words[0].copy()
+    scratch = np.empty_like(digest)  # one buffer for every temporary: each fresh 80 MB (10M rows) costs page faults
     for word in words[1:]:
-        digest ^= digest >> np.uint64(29)
+        digest ^= np.right_shift(digest, np.uint64(29), out=scratch)
         digest *= _MIX
         digest += word
-    digest ^= digest >> np.uint64(31)  # finalise: the table below indexes by the low bits, so they must be mixed too
+    digest ^= np.right_shift(digest, np.uint64(31), out=scratch)  # finalise: the low bits index the table below
     digest *= _MIX
-    digest ^= digest >> np.uint64(29)
+    digest ^= np.right_shift(digest, np.uint64(29), out=scratch)
     # A plain sort of the hashes (SIMD, ~7× faster than argsort) finds the repeated hashes; searchsorted marks them.
     ordered = np.sort(digest)
     repeated_hashes = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
@@ -158,9 +160,12 @@ def _duplicated_fixed_width(column: pa.Array) -> np.ndarray | None:
         return np.empty(0, dtype=np.int64)
     # Mark the rows holding a repeated hash through a 16 MiB table indexed by the hash's low 24 bits (a random gather
     # is ~5× cheaper than searchsorted here); the few false positives are unique values the exact check drops.
+    low_bits = np.uint64((1 << 24) - 1)
     seen = np.zeros(1 << 24, dtype=bool)
-    seen[(repeated_hashes & np.uint64((1 << 24) - 1)).astype(np.int64)] = True
-    picked = np.flatnonzero(seen[(digest & np.uint64((1 << 24) - 1)).astype(np.int64)])
+    seen[(repeated_hashes & low_bits).astype(np.int64)] = True
+    del ordered
+    slots = np.bitwise_and(digest, low_bits, out=scratch).view(np.int64)  # < 2**24: the same bits as int64
+    picked = np.flatnonzero(seen[slots])
     # Exact check on the few candidates: sort them by (hash, every word) and keep runs of identical words.
     keys = [w[picked] for w in reversed(words)] + [digest[picked]]
     exact = picked[np.lexsort(keys)]
