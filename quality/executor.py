@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from quality import identifiers
+from quality import identifiers, patterns
 from quality.suite import Rule
 
 
@@ -48,7 +48,11 @@ def evaluate(rule: Rule, table: pa.Table) -> RuleOutcome:
     if kind == "not_null":
         return RuleOutcome(rule, table.num_rows, _indexes(pc.is_null(col)))
     if kind == "regex":
-        bad = pc.invert(pc.match_substring_regex(col, rule.params["pattern"]))
+        # Anchored fixed-shape patterns (most of the standards') are judged on the bytes; the rest by RE2.
+        matched = patterns.matches(col, rule.params["pattern"])
+        if matched is None:
+            matched = pc.match_substring_regex(col, rule.params["pattern"])
+        bad = pc.invert(matched)
         return RuleOutcome(rule, present_count, _indexes(bad))
     if kind == "length":
         length = pc.utf8_length(col)
