@@ -162,20 +162,31 @@ def _duplicated_fixed_width(column: pa.Array) -> np.ndarray | None:
     repeated_hashes = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     if len(repeated_hashes) == 0:
         return np.empty(0, dtype=np.int64)
-    # Mark the rows holding a repeated hash through a 16 MiB table indexed by the hash's low 24 bits (a random gather
-    # is ~5× cheaper than searchsorted here); the few false positives are unique values the exact check drops.
-    low_bits = np.uint64((1 << 24) - 1)
-    seen = np.zeros(1 << 24, dtype=bool)
+    # Mark the rows holding a repeated hash through a table indexed by the hash's low bits (a random gather is ~5×
+    # cheaper than searchsorted here; ~4 slots per row, at most 16 MiB); the few false positives are unique values
+    # the exact check drops.
+    bits = int(min(24, max(16, int(len(digest) - 1).bit_length() + 2)))
+    low_bits = np.uint64((1 << bits) - 1)
+    seen = np.zeros(1 << bits, dtype=bool)
     seen[(repeated_hashes & low_bits).astype(np.int64)] = True
     del ordered
-    slots = np.bitwise_and(digest, low_bits, out=scratch).view(np.int64)  # < 2**24: the same bits as int64
+    slots = np.bitwise_and(digest, low_bits, out=scratch).view(np.int64)  # < 2**bits: the same bits as int64
     picked = np.flatnonzero(seen[slots])
-    # Exact check on the few candidates: sort them by (hash, every word) and keep runs of identical words.
-    keys = [w[picked] for w in reversed(words)] + [digest[picked]]
-    exact = picked[np.lexsort(keys)]
-    equal = np.ones(len(exact) - 1, dtype=bool)
+    # Exact check on the candidates: order them by hash and compare neighbours' bytes. Equal values are adjacent
+    # unless two different values share a hash (~never with 64 bits); then order by every word too.
+    exact = picked[np.argsort(digest[picked], kind="stable")]
+    hashes = digest[exact]
+    same_hash = hashes[1:] == hashes[:-1]
+    equal = same_hash.copy()
     for word in words:
-        equal &= word[exact][1:] == word[exact][:-1]
+        ordered_word = word[exact]
+        equal &= ordered_word[1:] == ordered_word[:-1]
+    if (same_hash != equal).any():  # a hash shared by different values: sort by the bytes as well
+        exact = picked[np.lexsort([w[picked] for w in reversed(words)] + [digest[picked]])]
+        equal = np.ones(len(exact) - 1, dtype=bool)
+        for word in words:
+            ordered_word = word[exact]
+            equal &= ordered_word[1:] == ordered_word[:-1]
     repeated = np.zeros(len(exact), dtype=bool)
     repeated[1:] |= equal
     repeated[:-1] |= equal

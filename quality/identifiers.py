@@ -156,6 +156,15 @@ def _digits_to_int(digits: np.ndarray) -> np.ndarray:
     return value
 
 
+def _columns_to_int(columns: list[np.ndarray]) -> np.ndarray:
+    """Single-digit columns → the number they spell, per row (`_digits_to_int` for separate columns)."""
+    value = np.zeros(len(columns[0]), dtype=np.int32)
+    for column in columns:
+        value *= 10
+        value += column
+    return value
+
+
 def _weighted_sum(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     # einsum on small integer matrices is several times faster than matmul, which has no integer BLAS path.
     # Rows holding -1 (outside the alphabet) give garbage sums; callers reject those rows separately.
@@ -273,18 +282,28 @@ def cn_resident_id(arr: ColumnInput, today: dt.date | None = None) -> BoolColumn
     """
     valid = _validity(arr)
     fixed = _fixed_width(arr, 18, valid)
-    digits = fixed.matrix - np.uint8(_ZERO)  # a new uint8 matrix; bytes other than 0-9 wrap to values > 9
-    ok = (digits[:, :17] <= 9).all(axis=1)
-    digits[~ok] = 0  # keep garbage rows from indexing out of the lookup tables below
+    # Column by column: 17 passes over one row-sized column each are ~3× faster than reducing a (rows × 17)
+    # matrix along its short axis, and allocate no matrix.
+    ok = np.ones(len(fixed.matrix), dtype=bool)
+    weighted = np.zeros(len(fixed.matrix), dtype=np.int32)
+    digits = []
+    for column, weight in enumerate(_RIC_WEIGHTS.tolist()):
+        digit = fixed.matrix[:, column] - np.uint8(_ZERO)  # bytes other than 0-9 wrap to values > 9
+        ok &= digit <= 9
+        weighted += digit * np.int32(weight)
+        digits.append(digit)
     check = _RIC_CHECK[fixed.matrix[:, 17]]
-    ok &= check == (12 - _weighted_sum(digits[:, :17], _RIC_WEIGHTS) % 11) % 11
+    ok &= check == (12 - weighted % 11) % 11
 
-    year = _digits_to_int(digits[:, 6:10])
-    month = _digits_to_int(digits[:, 10:12])
-    day = _digits_to_int(digits[:, 12:14])
+    def number(first: int, last: int) -> np.ndarray:  # zero on rows with a non-digit: they index tables below
+        value = _columns_to_int(digits[first:last])
+        value[~ok] = 0
+        return value
+
+    year, month, day = number(6, 10), number(10, 12), number(12, 14)
     ok &= _is_calendar_date(year, month, day)
     ok &= year * 10_000 + month * 100 + day <= _today_as_int(today)
-    ok &= _division_in_use(_digits_to_int(digits[:, :6]), year)
+    ok &= _division_in_use(number(0, 6), year)
 
     out = np.zeros(len(arr), dtype=bool)
     out[fixed.rows] = ok
