@@ -331,14 +331,22 @@ class AuditWriter:
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._loop_batches: dict[asyncio.AbstractEventLoop, list[tuple[Any, asyncio.Future[int]]]] = {}
 
     def submit(self, entry: Mapping[str, Any]) -> concurrent.futures.Future[int]:
         """Queue `entry` (keys as for `append`); the future resolves to its seq once committed, or to the error."""
         future: concurrent.futures.Future[int] = concurrent.futures.Future()
-        # A copy (the caller may reuse its dict), timed now rather than when the batch is written.
-        entry = dict(entry) if isinstance(entry, Mapping) else entry
-        if isinstance(entry, dict) and entry.get("at") is None:
-            entry["at"] = utcnow()
+        self._put(_Job([_stamped(entry)], future, many=False))
+        return future
+
+    def submit_many(self, entries: Sequence[Mapping[str, Any]]) -> concurrent.futures.Future[list[Any]]:
+        """Queue several entries as one job; the future resolves, once they are committed, to a list holding each
+        entry's seq — or the exception that refused that entry alone — or to the error that failed them all."""
+        future: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
+        self._put(_Job([_stamped(e) for e in entries], future, many=True))
+        return future
+
+    def _put(self, job: _Job) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("审计写入器已关闭")
@@ -346,11 +354,39 @@ class AuditWriter:
                 self._thread = threading.Thread(target=self._run, args=(self._queue,), name="audit-writer",
                                                 daemon=True)
                 self._thread.start()
-            self._queue.put((entry, future))
-        return future
+            self._queue.put(job)
 
     async def write(self, entry: Mapping[str, Any]) -> int:
-        return await asyncio.wrap_future(self.submit(entry))
+        """The entry's seq once it is committed. Entries written on one event loop during one pass of it go to the
+        writer thread as one job: the group commit then holds every request the pass served, whatever blocking
+        work (a Redis round trip) each did first, and the loop is woken once per commit rather than per entry."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        batch = self._loop_batches.get(loop)
+        if batch is None:
+            batch = self._loop_batches[loop] = []
+            loop.call_soon(self._flush_loop_batch, loop)
+        batch.append((_stamped(entry), waiter))
+        return await waiter
+
+    def _flush_loop_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._loop_batches.pop(loop, [])
+        if not batch:
+            return
+        try:
+            job = self.submit_many([entry for entry, _waiter in batch])
+        except BaseException as exc:  # noqa: BLE001 - closed: every waiter learns it
+            _settle(batch, [exc] * len(batch))
+            return
+
+        def committed(done: concurrent.futures.Future[list[Any]]) -> None:
+            try:
+                results = done.result()
+            except BaseException as exc:  # noqa: BLE001
+                results = [exc] * len(batch)
+            _settle(batch, results)
+
+        job.add_done_callback(lambda done: loop.call_soon_threadsafe(committed, done))
 
     def close(self, timeout: float = 10) -> None:
         with self._lock:
@@ -375,8 +411,8 @@ class AuditWriter:
                 item = q.get()
                 if item is _STOP:
                     break
-                batch = [item]
-                while len(batch) < self.max_batch:
+                jobs, entries = [item], len(item.entries)
+                while entries < self.max_batch:
                     try:
                         item = q.get_nowait()
                     except queue.Empty:
@@ -384,8 +420,9 @@ class AuditWriter:
                     if item is _STOP:
                         stop = True
                         break
-                    batch.append(item)
-                self._write_batch(state, batch)
+                    jobs.append(item)
+                    entries += len(item.entries)
+                self._write_batch(state, jobs)
         finally:
             state.close()
             with self._lock:
@@ -396,36 +433,73 @@ class AuditWriter:
                     item = q.get_nowait()
                 except queue.Empty:
                     break
-                if item is not _STOP and not item[1].done():
-                    item[1].set_exception(RuntimeError("审计写入器已停止"))
+                if item is not _STOP and not item.future.done():
+                    item.future.set_exception(RuntimeError("审计写入器已停止"))
 
-    def _write_batch(self, state: _Conn, batch: list[tuple[Mapping[str, Any], concurrent.futures.Future[int]]]) -> None:
-        pending: list[tuple[dict[str, Any], concurrent.futures.Future[int], bool]] = []
+    def _write_batch(self, state: _Conn, jobs: list[_Job]) -> None:
+        rows: list[dict[str, Any]] = []
+        outcomes: list[list[Any]] = []  # per job, per entry: the prepared row or the exception refusing it
+        live: list[bool] = []
         try:
-            for entry, future in batch:
-                # A cancelled future (its request went away) still gets its entry written: the call happened.
-                live = future.set_running_or_notify_cancel()
-                try:
-                    row = _prepare(entry)
-                except Exception as exc:  # noqa: BLE001 - this entry alone is refused
-                    if live:
-                        future.set_exception(exc)
-                    continue
-                pending.append((row, future, live))
-            if pending:
-                state.append([row for row, _f, _l in pending])
-        except BaseException as exc:  # noqa: BLE001 - every future learns the outcome; the thread goes on
-            log.exception("审计日志写入失败（%d 条）", len(batch))
-            for _entry, future in batch:
-                if not future.done():
+            for job in jobs:
+                # A cancelled future (its request went away) still gets its entries written: the call happened.
+                live.append(job.future.set_running_or_notify_cancel())
+                results: list[Any] = []
+                for entry in job.entries:
                     try:
-                        future.set_exception(exc)
+                        row = _prepare(entry)
+                    except Exception as exc:  # noqa: BLE001 - this entry alone is refused
+                        results.append(exc)
+                        continue
+                    rows.append(row)
+                    results.append(row)
+                outcomes.append(results)
+            if rows:
+                state.append(rows)
+        except BaseException as exc:  # noqa: BLE001 - every future learns the outcome; the thread goes on
+            log.exception("审计日志写入失败（%d 条）", sum(len(job.entries) for job in jobs))
+            for job in jobs:
+                if not job.future.done():
+                    try:
+                        job.future.set_exception(exc)
                     except concurrent.futures.InvalidStateError:
                         pass
             return
-        for row, future, live in pending:
-            if live:
-                future.set_result(row["seq"])
+        for job, results, is_live in zip(jobs, outcomes, live):
+            if not is_live:
+                continue
+            seqs = [r if isinstance(r, BaseException) else r["seq"] for r in results]
+            if job.many:
+                job.future.set_result(seqs)
+            elif isinstance(seqs[0], BaseException):
+                job.future.set_exception(seqs[0])
+            else:
+                job.future.set_result(seqs[0])
+
+
+@dataclass
+class _Job:
+    entries: list[Any]
+    future: concurrent.futures.Future[Any]
+    many: bool
+
+
+def _stamped(entry: Any) -> Any:
+    # A copy (the caller may reuse its dict), timed now rather than when the batch is written.
+    entry = dict(entry) if isinstance(entry, Mapping) else entry
+    if isinstance(entry, dict) and entry.get("at") is None:
+        entry["at"] = utcnow()
+    return entry
+
+
+def _settle(batch: list[tuple[Any, asyncio.Future[int]]], results: list[Any]) -> None:
+    for (_entry, waiter), result in zip(batch, results):
+        if waiter.done():  # the request was cancelled; its entry was written all the same
+            continue
+        if isinstance(result, BaseException):
+            waiter.set_exception(result)
+        else:
+            waiter.set_result(result)
 
 
 class _Conn:

@@ -273,6 +273,55 @@ def test_async_write(empty_db):
     assert _verify(empty_db).ok
 
 
+def test_async_writes_of_one_loop_pass_share_one_commit(empty_db, monkeypatch):
+    """Requests that each did blocking work (a Redis round trip) before writing their entry still share a commit:
+    the entries of one pass of the event loop go to the writer as one job, committed in one transaction."""
+    commits: list[int] = []
+    real_append = audit._Conn.append
+
+    def counting_append(self, rows):  # noqa: ANN001
+        commits.append(len(rows))
+        return real_append(self, rows)
+
+    monkeypatch.setattr(audit._Conn, "append", counting_append)
+    writer = AuditWriter(empty_db)
+
+    async def request(i: int) -> int:
+        time.sleep(0.002)  # blocking, as a synchronous Redis call is; the writer thread is free meanwhile
+        return await writer.write(_entry(i))
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(request(i) for i in range(30)))
+
+    try:
+        assert sorted(asyncio.run(main())) == list(range(1, 31))
+    finally:
+        writer.close()
+    assert commits == [30]
+    assert _verify(empty_db).ok
+
+
+def test_an_async_bad_entry_fails_alone_in_its_batch(empty_db):
+    writer = AuditWriter(empty_db)
+
+    async def main() -> list:
+        return await asyncio.gather(writer.write(_entry(1)), writer.write({"kind": "gateway", "oops": 1}),
+                                    writer.write(_entry(2)), return_exceptions=True)
+
+    try:
+        first, bad, second = asyncio.run(main())
+    finally:
+        writer.close()
+    assert (first, second) == (1, 2) and isinstance(bad, ValueError)
+
+    async def after_close() -> int:
+        return await writer.write(_entry(3))
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(after_close())
+    assert _verify(empty_db).ok
+
+
 def test_a_bad_entry_fails_alone_and_the_writer_goes_on(empty_db):
     writer = AuditWriter(empty_db)
     try:
