@@ -428,9 +428,9 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
         current = ["warm-up"]
         write_batch = rt.audit._write_batch
 
-        def counting_write_batch(state, batch):  # noqa: ANN001, ANN202
-            batches.setdefault(current[0], []).append(len(batch))
-            return write_batch(state, batch)
+        def counting_write_batch(state, jobs):  # noqa: ANN001, ANN202
+            batches.setdefault(current[0], []).append(sum(len(job.entries) for job in jobs))
+            return write_batch(state, jobs)
 
         rt.audit._write_batch = counting_write_batch
         seq_n = min(300, n)
