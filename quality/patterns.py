@@ -129,7 +129,7 @@ class CompiledPattern:
         return ok
 
 
-def _piece_ok(piece: _Fixed, at, position: int) -> np.ndarray:  # noqa: ANN001
+def _piece_ok(piece: _Fixed, at, position: int) -> np.ndarray:
     if piece.width == 1:
         return piece.table[at(position)]
     if piece.width == 2:  # a table lookup is ~10× cheaper than np.isin
@@ -147,7 +147,7 @@ def _piece_ok(piece: _Fixed, at, position: int) -> np.ndarray:  # noqa: ANN001
 # --------------------------------------------------------------------------------------------------------- parsing
 
 
-def _class_bytes(op, av) -> frozenset[int]:  # noqa: ANN001
+def _class_bytes(op, av) -> frozenset[int]:
     """The ASCII bytes one LITERAL or IN item allows."""
     c = sre_constants
     if op is c.LITERAL:
@@ -169,7 +169,7 @@ def _class_bytes(op, av) -> frozenset[int]:  # noqa: ANN001
     raise _Unsupported
 
 
-def _strings(items) -> set[bytes]:  # noqa: ANN001
+def _strings(items) -> set[bytes]:
     """Every string a fixed-width sequence allows (bounded)."""
     c = sre_constants
     parts: list[list[bytes]] = []
@@ -202,7 +202,7 @@ def _table(allowed: frozenset[int]) -> np.ndarray:
     return table
 
 
-def _fixed_pieces(op, av) -> list[_Fixed]:  # noqa: ANN001
+def _fixed_pieces(op, av) -> list[_Fixed]:
     c = sre_constants
     if op in (c.LITERAL, c.IN):
         return [_Fixed(1, _table(_class_bytes(op, av)), None)]
@@ -248,7 +248,7 @@ def compile_pattern(pattern: str) -> CompiledPattern | None:
                 continue
             (suffix if repeat is not None else prefix).extend(_fixed_pieces(op, av))
         return CompiledPattern(tuple(prefix), repeat, tuple(suffix))
-    except (_Unsupported, Exception):  # noqa: BLE001 - anything unexpected: RE2 judges it
+    except Exception:  # noqa: BLE001 - _Unsupported, a bad pattern, a changed parser: RE2 judges it
         return None
 
 

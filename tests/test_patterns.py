@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _standard_patterns() -> list[str]:
     found: set[str] = set()
 
-    def walk(node) -> None:  # noqa: ANN001
+    def walk(node) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
                 if key == "pattern" and isinstance(value, str):
@@ -56,11 +56,11 @@ NOT_TAKEN = [
 _NOISE = ["0", "9", "X", "x", "A", "Z", "a", "-", " ", "\n", "中", "（", "é", "", "1", "2", "3"]
 
 
-def _sample(compiled, rng: random.Random) -> str:  # noqa: ANN001
+def _sample(compiled, rng: random.Random) -> str:
     """A value the compiled form allows, built from its pieces (RE2 is the judge, not this generator)."""
     out: list[bytes] = []
 
-    def piece_value(piece) -> bytes:  # noqa: ANN001
+    def piece_value(piece) -> bytes:
         allowed = np.flatnonzero(piece.table) if piece.table is not None else piece.codes  # by byte / by value
         return int(rng.choice(allowed.tolist())).to_bytes(piece.width, "big")
 
@@ -95,7 +95,7 @@ def _values(pattern: str, count: int, seed: int) -> list[str | None]:
     return values
 
 
-def _both(arr, pattern: str) -> tuple[list, list]:  # noqa: ANN001
+def _both(arr, pattern: str) -> tuple[list, list]:
     ours = matches(arr, pattern)
     assert ours is not None
     return ours.to_pylist(), pc.match_substring_regex(arr, pattern).to_pylist()
