@@ -45,7 +45,8 @@ class Database:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
-        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # The configured URL travels with each session: change hooks (sharing.gateway) name the deployment by it.
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False, info={"database_url": url})
 
     @property
     def dialect(self) -> str:

@@ -7,9 +7,12 @@ latest version are read from the database on every call, so revocation and expir
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import itertools
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +25,8 @@ import pyarrow.parquet as pq
 from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, event, select
+from sqlalchemy.orm import Session
 
 from catalog.db import Database
 from catalog.errors import DomainError, NotAuthenticated, NotFound
@@ -56,7 +60,7 @@ from sharing.engine import (
 )
 from sharing.models import Grant, GrantCredential
 from sharing.policy import column_specs
-from sharing.quota import quota_for
+from sharing.quota import Taken, quota_for
 
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
            "arrow": "application/vnd.apache.arrow.stream", "parquet": "application/vnd.apache.parquet"}
@@ -139,6 +143,7 @@ class Caller:
     unmasked: list[str]
     requests_per_minute: int
     rows_per_day: int
+    valid_until: dt.datetime | None = None
 
 
 @dataclass
@@ -179,6 +184,10 @@ class GatewayRuntime:
         self.open_limit = parse(settings.open_rate_limit)
         self.cursor_secret = hashlib.sha256(b"gateway-cursor:" + settings.secret_key.encode()).digest()
         self._build_lock = threading.Lock()
+        # credential digest → (caller, the generation it was read under, when it was read)
+        self._callers: dict[str, tuple[Caller, int, float]] = {}
+        self._generation = -1  # the latest generation a quota call returned; -1: none yet
+        _RUNTIMES.add(self)
 
     def close(self) -> None:
         self.audit.close()
@@ -207,7 +216,54 @@ class GatewayRuntime:
         if str(getattr(dataset_status, "value", dataset_status)) != "published":
             raise NotFound(f"资源 {code} 不存在")
         return Caller(cred_id, grant_id, kind, grantee, consumer, provider, dataset_id, code, latest, list(fields),
-                      list(row_filter or []), list(unmasked or []), rpm, rows_per_day)
+                      list(row_filter or []), list(unmasked or []), rpm, rows_per_day, valid_until)
+
+    def admit(self, raw: str | None, want_for: Callable[[Caller], int]) -> tuple[Caller, Taken]:
+        """The caller and this call's quota outcome (rows reserved, or why refused: `refuse_over_quota`), in one Redis round trip when the credential's grant is
+        already in memory: the quota call also returns the gateway generation, and a grant read under an older
+        generation (a grant, credential or dataset changed since) is read again before anything is served — so a
+        revocation takes effect on the very next call, as with `authenticate` on every call.
+
+        Refusals keep their order: a bad, revoked or expired credential is 401 even when its quota is spent."""
+        if not raw:
+            raise NotAuthenticated("需要调用凭证：Authorization: Bearer odg_…")
+        digest = hash_token(self.settings.secret_key, raw.strip())
+        known = self._callers.get(digest)
+        now = time.monotonic()
+        if known is not None and now - known[2] < CALLER_CACHE_SECONDS:
+            caller, read_under, read_at = known
+            if caller.valid_until is not None and caller.valid_until <= utcnow():
+                self._callers.pop(digest, None)
+                raise NotAuthenticated("授权已过期", grant_id=caller.grant_id)
+        else:
+            # The generation seen before this read (or none yet): the entry is re-read on the next call if a change
+            # landed in between.
+            read_under, read_at = self._generation, now
+            caller = self.authenticate(raw)
+        taken = self.quota.take(caller.grant_id, caller.requests_per_minute, caller.rows_per_day,
+                                max(1, want_for(caller)))
+        self._generation = taken.generation
+        if taken.generation != read_under:
+            try:
+                fresh = self.authenticate(raw)
+            except DomainError:
+                self._callers.pop(digest, None)
+                self.quota.give_back(caller.grant_id, taken.rows)
+                raise
+            if (fresh.requests_per_minute, fresh.rows_per_day) != (caller.requests_per_minute, caller.rows_per_day):
+                self.quota.give_back(caller.grant_id, taken.rows)  # counted under the old limits: count again
+                taken = self.quota.take(fresh.grant_id, fresh.requests_per_minute, fresh.rows_per_day,
+                                        max(1, want_for(fresh)))
+            caller, read_under, read_at = fresh, taken.generation, now
+        if len(self._callers) >= CALLER_CACHE_SIZE and digest not in self._callers:
+            self._callers.pop(next(iter(self._callers)), None)
+        self._callers[digest] = (caller, read_under, read_at)
+        return caller, taken
+
+    def changed(self) -> None:
+        """A grant, credential or dataset changed (committed): every worker re-reads its callers' grants."""
+        self._callers.clear()
+        self.quota.bump_generation()
 
     def refuse_other_dataset(self, code: str) -> None:
         """A dataset the credential does not cover: 403 `insufficient_scope` if it is in the catalog, else 404 (its
@@ -223,13 +279,17 @@ class GatewayRuntime:
     def take_quota(self, caller: Caller, want: int) -> int:
         """Count this call against the grant's requests/minute and reserve up to `want` of today's rows."""
         taken = self.quota.take(caller.grant_id, caller.requests_per_minute, caller.rows_per_day, want)
+        self.refuse_over_quota(caller, taken)
+        return taken.rows
+
+    @staticmethod
+    def refuse_over_quota(caller: Caller, taken: Taken) -> None:
         if taken.refused == "rate":
             raise TooManyRequests(f"调用频率超过授权的每分钟 {caller.requests_per_minute} 次，请 {taken.retry_after} 秒后再试",
                                   taken.retry_after)
         if taken.refused == "rows":
             raise TooManyRequests(f"今日已读取授权的每日 {caller.rows_per_day} 行上限，请 {taken.retry_after} 秒后再试",
                                   taken.retry_after)
-        return taken.rows
 
     def give_back(self, caller: Caller, rows: int) -> None:
         self.quota.give_back(caller.grant_id, rows)
@@ -419,6 +479,58 @@ class GatewayRuntime:
                     ) -> Scope:
         key = ("grant", caller.grant_id, version)
         return self.scope(key, caller.dataset_id, version, dataset_items_specs, caller.row_filter)
+
+
+# --- change tracking: who must re-read a grant ------------------------------------------------------------------------
+# A committed change to a grant, a credential or a dataset (revocation, expiry moved, new version, withdrawal) bumps
+# the gateway generation of every runtime in this process — in Redis, so every worker of the deployment sees it on
+# its next quota call. A process without a gateway (the CLI delivering a version) bumps it through the settings'
+# rate-limit storage. Over-bumping only costs a re-read.
+CALLER_CACHE_SECONDS = 30.0  # a safety net for changes made outside the application (SQL by hand)
+CALLER_CACHE_SIZE = 10_000
+_WATCHED = (Grant, GrantCredential, Dataset)
+_RUNTIMES: weakref.WeakSet[GatewayRuntime] = weakref.WeakSet()
+
+
+@event.listens_for(Session, "after_flush")
+def _note_watched_changes(session: Session, _context: Any) -> None:
+    if any(isinstance(obj, _WATCHED) for obj in itertools.chain(session.new, session.dirty, session.deleted)):
+        session.info["gateway_changed"] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _note_watched_statements(state: Any) -> None:
+    if (state.is_update or state.is_delete or state.is_insert) and any(
+            m.class_ in _WATCHED for m in state.all_mappers):
+        state.session.info["gateway_changed"] = True
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_watched_changes(session: Session) -> None:
+    session.info.pop("gateway_changed", None)
+
+
+@event.listens_for(Session, "after_commit")
+def _bump_after_commit(session: Session) -> None:
+    if not session.info.pop("gateway_changed", False):
+        return
+    runtimes = list(_RUNTIMES)
+    for runtime in runtimes:
+        runtime.changed()
+    if not runtimes:
+        _bump_from_settings(session)
+
+
+def _bump_from_settings(session: Session) -> None:
+    from catalog.settings import get_settings
+
+    try:
+        storage = get_settings().rate_limit_storage
+        url = session.info.get("database_url") or session.get_bind().url.render_as_string(hide_password=False)
+        if storage.startswith(("redis://", "rediss://", "unix://")):
+            quota_for(storage, hashlib.sha256(url.encode()).hexdigest()[:12]).bump_generation()
+    except Exception:  # noqa: BLE001 - the gateways re-read within CALLER_CACHE_SECONDS regardless
+        pass
 
 
 def grant_specs(caller: Caller) -> Callable[[list], list[ColumnSpec]]:

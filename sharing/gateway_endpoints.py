@@ -76,17 +76,21 @@ async def read_rows(request: Request, code: DatasetCodePath, format: Format = "j
     raw = _bearer(request)
     detail = _call_detail(format, columns, filters, sort, limit, cursor, version) | {"dataset": code}
     caller: Caller | None = None
+    paged = format in ("json", "csv")
+
+    def rows_wanted(c: Caller) -> int:
+        return (limit if limit and limit > 0 else DEFAULT_PAGE_ROWS) if paged else (limit or c.rows_per_day)
+
     try:
-        caller = runtime.authenticate(raw)
+        # The credential's grant (kept in memory while nothing changed) and the quota, in one Redis round trip.
+        caller, quota = runtime.admit(raw, rows_wanted)
         detail["credential_id"] = caller.credential_id
-        if caller.dataset_code != code:
-            runtime.refuse_other_dataset(code)
-        pinned = pinned_version(caller.latest_version, version, code)
-        paged = format in ("json", "csv")
-        want = (limit if limit and limit > 0 else DEFAULT_PAGE_ROWS) if paged else (limit or caller.rows_per_day)
-        taken = runtime.take_quota(caller, max(1, want))
-        served = 0
+        runtime.refuse_over_quota(caller, quota)
+        taken, served = quota.rows, 0
         try:
+            if caller.dataset_code != code:
+                runtime.refuse_other_dataset(code)
+            pinned = pinned_version(caller.latest_version, version, code)
             scope = runtime.scopes.get(("grant", caller.grant_id, pinned))
             if scope is None:
                 scope = await run_in_threadpool(runtime.grant_scope, caller, pinned, grant_specs(caller))

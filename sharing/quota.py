@@ -4,6 +4,10 @@ One call both counts the request and reserves the page's rows, so a gateway call
 Lua script) instead of the four that `limits` needed for the same checks (bench/gateway.py: ~0.9 ms per call). Rows
 reserved but not served (the last page of a scope) are given back. `memory://` keeps the counters in the process,
 for the embedded demo's single worker.
+
+The same round trip also returns the deployment's *gateway generation*, a counter bumped after every committed change
+to grants, credentials or datasets (sharing.gateway): a worker may keep a credential's grant in memory only while the
+generation it read the grant under is still the current one, so a revocation takes effect on the next call.
 """
 from __future__ import annotations
 
@@ -15,16 +19,17 @@ from dataclasses import dataclass
 CHINA = dt.timezone(dt.timedelta(hours=8))
 
 _TAKE = """
+local generation = tonumber(redis.call('GET', KEYS[3]) or '0')
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
-if n > tonumber(ARGV[1]) then return {-1, redis.call('TTL', KEYS[1])} end
+if n > tonumber(ARGV[1]) then return {-1, redis.call('TTL', KEYS[1]), generation} end
 local used = tonumber(redis.call('GET', KEYS[2]) or '0')
 local left = tonumber(ARGV[2]) - used
-if left <= 0 then return {-2, tonumber(ARGV[5])} end
+if left <= 0 then return {-2, tonumber(ARGV[5]), generation} end
 local take = math.min(left, tonumber(ARGV[3]))
 redis.call('INCRBY', KEYS[2], take)
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-return {take, 0}
+return {take, 0, generation}
 """
 
 
@@ -33,6 +38,7 @@ class Taken:
     rows: int  # rows reserved for this call; 0 when refused
     refused: str | None = None  # "rate" | "rows"
     retry_after: int = 0
+    generation: int = 0  # the gateway generation when the call was counted
 
 
 def _windows(now: float) -> tuple[int, int, int, int]:
@@ -50,19 +56,23 @@ class RedisQuota:
         self.client = redis.Redis.from_url(url)
         self.take_script = self.client.register_script(_TAKE)
         self.ns = namespace
+        self.generation_key = f"odh:{namespace}:gateway-generation"
 
     def _keys(self, grant_id: int, minute: int, day: int) -> tuple[str, str]:
         return f"odh:{self.ns}:rpm:{grant_id}:{minute}", f"odh:{self.ns}:rows:{grant_id}:{day}"
 
     def take(self, grant_id: int, per_minute: int, per_day: int, want: int) -> Taken:
         minute, minute_left, day, day_left = _windows(time.time())
-        rows, ttl = self.take_script(keys=self._keys(grant_id, minute, day),
-                                     args=[per_minute, per_day, max(1, want), 61, day_left])
+        rows, ttl, generation = self.take_script(keys=[*self._keys(grant_id, minute, day), self.generation_key],
+                                                 args=[per_minute, per_day, max(1, want), 61, day_left])
         if rows == -1:
-            return Taken(0, "rate", max(1, int(ttl) if ttl and ttl > 0 else minute_left))
+            return Taken(0, "rate", max(1, int(ttl) if ttl and ttl > 0 else minute_left), int(generation))
         if rows == -2:
-            return Taken(0, "rows", day_left)
-        return Taken(int(rows))
+            return Taken(0, "rows", day_left, int(generation))
+        return Taken(int(rows), generation=int(generation))
+
+    def bump_generation(self) -> None:
+        self.client.incr(self.generation_key)
 
     def give_back(self, grant_id: int, rows: int) -> None:
         if rows > 0:
@@ -75,6 +85,11 @@ class MemoryQuota:
         self.lock = threading.Lock()
         self.calls: dict[tuple[int, int], int] = {}
         self.rows: dict[tuple[int, int], int] = {}
+        self.generation = 0
+
+    def bump_generation(self) -> None:
+        with self.lock:
+            self.generation += 1
 
     def take(self, grant_id: int, per_minute: int, per_day: int, want: int) -> Taken:
         minute, minute_left, day, day_left = _windows(time.time())
@@ -82,15 +97,15 @@ class MemoryQuota:
             key = (grant_id, minute)
             self.calls[key] = self.calls.get(key, 0) + 1
             if self.calls[key] > per_minute:
-                return Taken(0, "rate", minute_left)
+                return Taken(0, "rate", minute_left, self.generation)
             used = self.rows.get((grant_id, day), 0)
             if used >= per_day:
-                return Taken(0, "rows", day_left)
+                return Taken(0, "rows", day_left, self.generation)
             take = min(per_day - used, max(1, want))
             self.rows[(grant_id, day)] = used + take
             if len(self.calls) > 10_000:  # drop past windows now and then
                 self.calls = {k: v for k, v in self.calls.items() if k[1] == minute}
-            return Taken(take)
+            return Taken(take, generation=self.generation)
 
     def give_back(self, grant_id: int, rows: int) -> None:
         if rows > 0:

@@ -178,6 +178,68 @@ def test_revocation_takes_effect_on_the_next_call(client, tokens, delivered):
     assert after.status_code == 401 and 'error="invalid_token"' in after.headers["www-authenticate"]
 
 
+def test_a_grant_kept_in_memory_is_read_again_after_a_change_made_elsewhere(db, settings, tokens, delivered):
+    """A worker keeps a credential's grant in memory (a repeat call reads nothing from the database), and drops it
+    on the very next call once the deployment's generation moves: here the grant is revoked by plain SQL (no
+    application hook fires) and the generation bumped as another worker's commit would — through Redis."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import event, text
+
+    from catalog.app import create_app
+    from sharing.quota import RedisQuota
+
+    shared = settings.model_copy(update={"rate_limit_storage": "redis://127.0.0.1:6379"})
+    with TestClient(create_app(shared, database=db)) as worker:
+        req, cred = approved_grant(worker, tokens)
+        assert rows(worker, cred, limit=1).status_code == 200
+        statements: list[str] = []
+
+        def seen(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+            statements.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", seen)
+        try:
+            assert rows(worker, cred, limit=1).status_code == 200
+        finally:
+            event.remove(db.engine, "before_cursor_execute", seen)
+        assert statements == []  # the grant came from memory
+
+        with db.engine.begin() as conn:  # outside the application: nothing tells the worker
+            conn.execute(text("UPDATE grants SET status = 'revoked' WHERE id = :id"), {"id": req["grant_id"]})
+        RedisQuota("redis://127.0.0.1:6379", worker.app.state.gateway.ns).bump_generation()  # another worker's commit
+        after = rows(worker, cred, limit=1)
+        assert after.status_code == 401 and "吊销" in after.json()["message"]
+
+
+def test_a_change_committed_through_any_session_reaches_the_gateway(client, db, tokens, delivered):
+    """Grants changed through a session the app did not open (a script, the CLI) still count as a change."""
+    from catalog.db import Database
+    from sharing.models import GrantCredential
+
+    _, cred = approved_grant(client, tokens)
+    assert rows(client, cred, limit=1).status_code == 200
+    other = Database(db.url)
+    try:
+        with other.session() as s:
+            for c in s.execute(select(GrantCredential)).scalars():
+                c.revoked_at = dt.datetime.now(dt.timezone.utc)
+    finally:
+        other.dispose()
+    after = rows(client, cred, limit=1)
+    assert after.status_code == 401 and "吊销" in after.json()["message"]
+
+
+def test_a_grant_kept_in_memory_still_expires_on_time(client, tokens, delivered, monkeypatch):
+    import sharing.gateway
+
+    req, cred = approved_grant(client, tokens)
+    assert rows(client, cred, limit=1).status_code == 200
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400)
+    monkeypatch.setattr(sharing.gateway, "utcnow", lambda: later)
+    after = rows(client, cred, limit=1)
+    assert after.status_code == 401 and "过期" in after.json()["message"]
+
+
 def test_open_portal_lists_and_downloads_unconditional_open_data(client, delivered):
     listing = client.get("/open/v1/datasets", params={"page_size": 100}).json()
     codes = {d["code"]: d for d in listing["items"]}
