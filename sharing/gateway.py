@@ -43,7 +43,7 @@ from sharing.engine import (
     ColumnSpec,
     GatewayInputError,
     ScopeError,
-    arrow_stream_chunks,
+    to_arrow_stream,
     bind_conditions,
     build_scope,
     decode_cursor,
@@ -162,7 +162,7 @@ class Scope:
 
 @dataclass
 class Page:
-    body: bytes | Iterator[bytes]
+    body: bytes | memoryview | Iterator[bytes]
     media_type: str
     headers: dict[str, str]
     rows: int
@@ -458,8 +458,8 @@ class GatewayRuntime:
         if fmt == "parquet":
             body = to_parquet(out)
             return Page(body, FORMATS[fmt], headers, count, len(body))
-        chunks = list(arrow_stream_chunks(out))
-        return Page(iter(chunks), FORMATS[fmt], headers, count, sum(len(c) for c in chunks))
+        body = to_arrow_stream(out)
+        return Page(body, FORMATS[fmt], headers, count, len(body))
 
     @staticmethod
     def _columns(columns: str | None, granted: list[str]) -> list[str]:

@@ -48,7 +48,7 @@ def _runtime(request: Request) -> GatewayRuntime:
 
 
 def _response(page: Page) -> Response:
-    if isinstance(page.body, bytes):
+    if isinstance(page.body, (bytes, memoryview)):
         return Response(page.body, media_type=page.media_type, headers=page.headers)
     return StreamingResponse(page.body, media_type=page.media_type, headers=page.headers)
 

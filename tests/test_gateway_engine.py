@@ -29,7 +29,7 @@ from sharing.engine import (
     Condition,
     GatewayInputError,
     ScopeError,
-    arrow_stream_chunks,
+    to_arrow_stream,
     bind_conditions,
     build_scope,
     decode_cursor,
@@ -407,7 +407,7 @@ def test_no_ungranted_or_hidden_value_reaches_any_output():
     scope = build_scope(table, GRANT, zhejiang_filter(table))
     out = output_table(scope)
     assert POSITION_COLUMN not in out.column_names and OBJECTION_COLUMN in out.column_names
-    arrow = b"".join(arrow_stream_chunks(out))
+    arrow = bytes(to_arrow_stream(out))
     bodies = {"json": page_json(out, {}), "csv": to_csv(out, bom=True), "arrow": arrow, "parquet": to_parquet(out)}
     forbidden = [*SECRETS, "district", "secret", "110101", "110105", "张三丰", "赵六", "钱七", "李四", "王五", "孙八",
                  "19851212", "19700101", "19990909", "330106198512120011"]
@@ -633,17 +633,19 @@ def test_to_csv():
     assert to_csv(t, bom=True) == b"\xef\xbb\xbf" + plain
 
 
-def test_arrow_stream_chunks_read_back():
+def test_arrow_stream_reads_back():
     t = output_table(typed_table(nan=False))  # NaN != NaN would fail the equality below
-    many = pa.concat_tables([t] * 5)
-    chunks = list(arrow_stream_chunks(many, batch_rows=4))
-    assert len(chunks) == 1 + 4 + 1  # schema, 15 rows in batches of 4, end of stream
-    assert chunks[-1] == b"\xff\xff\xff\xff\x00\x00\x00\x00"
-    back = pa.ipc.open_stream(b"".join(chunks)).read_all()
-    assert back.schema.equals(many.schema) and back.equals(many.combine_chunks())
-    empty = pa.ipc.open_stream(b"".join(arrow_stream_chunks(t.slice(0, 0)))).read_all()
+    many = pa.concat_tables([t] * 5).combine_chunks()
+    body = to_arrow_stream(many, batch_rows=4)
+    assert bytes(body[-8:]) == b"\xff\xff\xff\xff\x00\x00\x00\x00"  # end of stream
+    reader = pa.ipc.open_stream(body)
+    batches = list(reader)
+    assert [b.num_rows for b in batches] == [4, 4, 4, 3]  # 15 rows in batches of at most 4
+    back = pa.Table.from_batches(batches)
+    assert back.schema.equals(many.schema) and back.equals(many)
+    empty = pa.ipc.open_stream(to_arrow_stream(t.slice(0, 0))).read_all()
     assert empty.num_rows == 0 and empty.schema.equals(t.schema)
-    with_pos = pa.ipc.open_stream(b"".join(arrow_stream_chunks(typed_table()))).read_all()
+    with_pos = pa.ipc.open_stream(to_arrow_stream(typed_table())).read_all()
     assert POSITION_COLUMN not in with_pos.column_names
 
 
