@@ -366,7 +366,7 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
         meta = {"dataset": code, "version": version, "columns": caller.fields, "total": scope_rows}
         whole = rt.serve(scope, scope_id=("grant", caller.grant_id), version=version, fmt="arrow", columns=None,
                          filters=[], sort=None, limit=None, cursor=None, rows_left=None, meta={})
-        out["arrow_stream"] = b"".join(whole.body)
+        out["arrow_stream"] = bytes(whole.body)
 
         def direct_json(i: int) -> bytes:
             off = pages[i % n_pages][0]
