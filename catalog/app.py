@@ -51,13 +51,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.db = db
     app.state.search = CatalogSearch(backend_for(db.dialect), cache_size=settings.search_cache_size)
+    # The gateway first: it is the hot path, and routes are matched in order.
+    app.include_router(gateway_endpoints.gateway)
     app.include_router(endpoints.router)
     app.include_router(collection_endpoints.router)
     app.include_router(quality_endpoints.router)
     app.include_router(ticket_endpoints.router)
     app.include_router(quality_endpoints.html_router)
     app.include_router(sharing_endpoints.router)
-    app.include_router(gateway_endpoints.gateway)
     app.include_router(gateway_endpoints.portal)
     app.include_router(ckan_router.router)
     app.include_router(export_endpoints.router)

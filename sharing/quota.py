@@ -12,6 +12,7 @@ generation it read the grant under is still the current one, so a revocation tak
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -57,14 +58,39 @@ class RedisQuota:
         self.take_script = self.client.register_script(_TAKE)
         self.ns = namespace
         self.generation_key = f"odh:{namespace}:gateway-generation"
+        self._errors = redis.exceptions
+        self._local = threading.local()  # each thread's own connection, for the per-call script
+
+    def _run_take(self, keys: list[str], args: list[int]) -> list[int]:
+        """EVALSHA on this thread's own connection: a third of the client's per-call CPU (no pool checkout, no
+        Script wrapper — bench/gateway.py: ~60 → ~22 µs). Reconnects once on a broken connection; loads the script
+        again if Redis lost it (restarted)."""
+        for attempt in (1, 2, 3):
+            conn = getattr(self._local, "conn", None)
+            if conn is None or self._local.pid != os.getpid():  # never a connection inherited across a fork
+                conn = self.client.connection_pool.make_connection()
+                self._local.conn, self._local.pid = conn, os.getpid()
+            try:
+                conn.send_command("EVALSHA", self.take_script.sha, len(keys), *keys, *args)
+                return conn.read_response()
+            except self._errors.NoScriptError:
+                if attempt == 3:
+                    raise
+                self.take_script.sha = self.client.script_load(_TAKE)
+            except (self._errors.ConnectionError, self._errors.TimeoutError, OSError):
+                conn.disconnect()
+                self._local.conn = None
+                if attempt == 3:
+                    raise
+        raise AssertionError("unreachable")
 
     def _keys(self, grant_id: int, minute: int, day: int) -> tuple[str, str]:
         return f"odh:{self.ns}:rpm:{grant_id}:{minute}", f"odh:{self.ns}:rows:{grant_id}:{day}"
 
     def take(self, grant_id: int, per_minute: int, per_day: int, want: int) -> Taken:
         minute, minute_left, day, day_left = _windows(time.time())
-        rows, ttl, generation = self.take_script(keys=[*self._keys(grant_id, minute, day), self.generation_key],
-                                                 args=[per_minute, per_day, max(1, want), 61, day_left])
+        rows, ttl, generation = self._run_take([*self._keys(grant_id, minute, day), self.generation_key],
+                                               [per_minute, per_day, max(1, want), 61, day_left])
         if rows == -1:
             return Taken(0, "rate", max(1, int(ttl) if ttl and ttl > 0 else minute_left), int(generation))
         if rows == -2:

@@ -39,3 +39,37 @@ def test_rows_per_day_reserve_trim_and_give_back(quota):
 def test_unknown_storage_is_refused():
     with pytest.raises(ValueError):
         quota_for("mongodb://x", "ns")
+
+
+@pytest.fixture
+def redis_quota():
+    q = RedisQuota("redis://127.0.0.1:6379", f"test-{uuid.uuid4().hex[:12]}")
+    yield q
+    for key in q.client.scan_iter(match=f"odh:{q.ns}:*"):
+        q.client.delete(key)
+
+
+def test_a_broken_connection_is_replaced_without_losing_the_count(redis_quota):
+    q = redis_quota
+    assert q.take(1, 5, 10**6, 10).rows == 10
+    conn = q._local.conn  # this thread's own connection
+    conn.send_command("CLIENT", "ID")
+    q.client.client_kill_filter(_id=conn.read_response())  # as a Redis restart or a network drop would
+    assert q.take(1, 5, 10**6, 10).rows == 10
+    assert q._local.conn is not conn
+    assert [q.take(1, 5, 10**6, 10).refused for _ in range(4)] == [None, None, None, "rate"]  # 5 counted in all
+
+
+def test_a_script_redis_no_longer_holds_is_loaded_again(redis_quota):
+    q = redis_quota
+    q.take_script.sha = "0" * 40  # what EVALSHA meets after Redis restarted with an empty script cache
+    assert q.take(1, 5, 10**6, 10).rows == 10
+    assert q.take_script.sha != "0" * 40
+
+
+def test_the_generation_comes_back_with_every_count(redis_quota):
+    q = redis_quota
+    before = q.take(1, 100, 10**6, 1).generation
+    q.bump_generation()
+    assert q.take(1, 100, 10**6, 1).generation == before + 1
+    assert q.take(1, 1, 10**6, 1).generation == before + 1  # also on a refusal
