@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import logging
 import threading
 import time
 import weakref
@@ -61,6 +62,8 @@ from sharing.engine import (
 from sharing.models import Grant, GrantCredential
 from sharing.policy import column_specs
 from sharing.quota import Taken, quota_for
+
+log = logging.getLogger(__name__)
 
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
            "arrow": "application/vnd.apache.arrow.stream", "parquet": "application/vnd.apache.parquet"}
@@ -516,7 +519,11 @@ def _bump_after_commit(session: Session) -> None:
         return
     runtimes = list(_RUNTIMES)
     for runtime in runtimes:
-        runtime.changed()
+        try:
+            runtime.changed()
+        except Exception:  # noqa: BLE001 - the change is committed; Redis being away must not turn it into an error
+            log.warning("网关缓存失效通知失败（Redis 不可用？）；其他进程最迟 %s 秒后重新读取授权", CALLER_CACHE_SECONDS,
+                        exc_info=True)
     if not runtimes:
         _bump_from_settings(session)
 

@@ -229,6 +229,32 @@ def test_a_change_committed_through_any_session_reaches_the_gateway(client, db, 
     assert after.status_code == 401 and "吊销" in after.json()["message"]
 
 
+def test_a_process_without_a_gateway_bumps_the_generation_through_redis(db, monkeypatch):
+    """`opendata collect` publishing a version runs in its own process, with no gateway in it: its commit still
+    moves the deployment's generation in Redis (named by the database URL), so the workers re-read the grant."""
+    import hashlib
+    import weakref
+
+    import sharing.gateway
+    from catalog.settings import get_settings
+    from sharing.quota import RedisQuota
+
+    monkeypatch.setattr(sharing.gateway, "_RUNTIMES", weakref.WeakSet())
+    monkeypatch.setenv("ODH_RATE_LIMIT_STORAGE", "redis://127.0.0.1:6379")
+    get_settings.cache_clear()
+    try:
+        quota = RedisQuota("redis://127.0.0.1:6379", hashlib.sha256(db.url.encode()).hexdigest()[:12])
+        before = quota.take(1, 10**6, 10**6, 1).generation
+        with db.session() as s:
+            s.execute(select(Dataset).limit(1)).unique().scalar_one().summary = "改一改"
+        assert quota.take(1, 10**6, 10**6, 1).generation == before + 1
+        with db.session() as s:  # a commit that touches no grant, credential or dataset moves nothing
+            s.execute(select(Dataset).limit(1)).unique().scalar_one()
+        assert quota.take(1, 10**6, 10**6, 1).generation == before + 1
+    finally:
+        get_settings.cache_clear()
+
+
 def test_a_grant_kept_in_memory_still_expires_on_time(client, tokens, delivered, monkeypatch):
     import sharing.gateway
 
