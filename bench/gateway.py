@@ -1190,8 +1190,8 @@ def print_summary(f: dict) -> None:
           f"{cpu['serve_audit']:>8}   → overhead {f['overhead_pct']}% vs direct")
     print(f"  whole endpoint coroutine, {ip['inflight']} in flight                      {fl['endpoint']:>8} "
           f"{cpu['endpoint']:>8}   → {f['endpoint_overhead_pct']}% vs direct")
-    print(f"  steps (wall µs): credential lookup in the database (a worker's first call only) {s['authenticate']}, take_quota {s['take_quota']}, "
-          f"grant_scope (cached) {s['grant_scope_cached']}")
+    print(f"  steps (wall µs): credential lookup in the database (a worker's first call only) {s['authenticate']}, "
+          f"take_quota {s['take_quota']}, grant_scope (cached) {s['grant_scope_cached']}")
     print(f"  audit: {fl['audit_only']} µs an entry at {ip['inflight']} in flight ({cpu['audit_only']} CPU), "
           f"{fl['audit_one_in_flight']} alone ({cpu['audit_one_in_flight']} CPU); mean entries per commit: "
           + ", ".join(f"{k} {v}" for k, v in ip["audit_batch_mean"].items()))
