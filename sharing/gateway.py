@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,7 +165,7 @@ class Scope:
 
 @dataclass
 class Page:
-    body: bytes | memoryview | Iterator[bytes]
+    body: bytes | memoryview  # memoryview: an Arrow buffer, sent without a copy
     media_type: str
     headers: dict[str, str]
     rows: int

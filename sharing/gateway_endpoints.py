@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from sqlalchemy import func, select
 
 from catalog.deps import SessionDep
@@ -48,9 +48,7 @@ def _runtime(request: Request) -> GatewayRuntime:
 
 
 def _response(page: Page) -> Response:
-    if isinstance(page.body, (bytes, memoryview)):
-        return Response(page.body, media_type=page.media_type, headers=page.headers)
-    return StreamingResponse(page.body, media_type=page.media_type, headers=page.headers)
+    return Response(page.body, media_type=page.media_type, headers=page.headers)
 
 
 def _bearer(request: Request) -> str | None:
