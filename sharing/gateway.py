@@ -7,6 +7,7 @@ latest version are read from the database on every call, so revocation and expir
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import itertools
@@ -190,6 +191,7 @@ class GatewayRuntime:
         # credential digest → (caller, the generation it was read under, when it was read)
         self._callers: dict[str, tuple[Caller, int, float]] = {}
         self._generation = -1  # the latest generation a quota call returned; -1: none yet
+        self._quota_batches: dict[asyncio.AbstractEventLoop, list[tuple[tuple[int, int, int, int], Any]]] = {}
         _RUNTIMES.add(self)
 
     def close(self) -> None:
@@ -221,7 +223,7 @@ class GatewayRuntime:
         return Caller(cred_id, grant_id, kind, grantee, consumer, provider, dataset_id, code, latest, list(fields),
                       list(row_filter or []), list(unmasked or []), rpm, rows_per_day, valid_until)
 
-    def admit(self, raw: str | None, want_for: Callable[[Caller], int]) -> tuple[Caller, Taken]:
+    async def admit(self, raw: str | None, want_for: Callable[[Caller], int]) -> tuple[Caller, Taken]:
         """The caller and this call's quota outcome (rows reserved, or why refused: `refuse_over_quota`), in one Redis round trip when the credential's grant is
         already in memory: the quota call also returns the gateway generation, and a grant read under an older
         generation (a grant, credential or dataset changed since) is read again before anything is served — so a
@@ -243,8 +245,7 @@ class GatewayRuntime:
             # landed in between.
             read_under, read_at = self._generation, now
             caller = self.authenticate(raw)
-        taken = self.quota.take(caller.grant_id, caller.requests_per_minute, caller.rows_per_day,
-                                max(1, want_for(caller)))
+        taken = await self._take_batched(caller, max(1, want_for(caller)))
         self._generation = taken.generation
         if taken.generation != read_under:
             try:
@@ -255,13 +256,42 @@ class GatewayRuntime:
                 raise
             if (fresh.requests_per_minute, fresh.rows_per_day) != (caller.requests_per_minute, caller.rows_per_day):
                 self.quota.give_back(caller.grant_id, taken.rows)  # counted under the old limits: count again
-                taken = self.quota.take(fresh.grant_id, fresh.requests_per_minute, fresh.rows_per_day,
-                                        max(1, want_for(fresh)))
+                taken = await self._take_batched(fresh, max(1, want_for(fresh)))
             caller, read_under, read_at = fresh, taken.generation, now
         if len(self._callers) >= CALLER_CACHE_SIZE and digest not in self._callers:
             self._callers.pop(next(iter(self._callers)), None)
         self._callers[digest] = (caller, read_under, read_at)
         return caller, taken
+
+    async def _take_batched(self, caller: Caller, want: int) -> Taken:
+        """The quota call, sent with every other one this event loop makes in the same pass: one Redis round trip
+        per pass instead of one per request (each blocking round trip also handed the GIL to the audit writer and
+        back: ~150 µs of CPU a call under load)."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        batch = self._quota_batches.get(loop)
+        if batch is None:
+            batch = self._quota_batches[loop] = []
+            loop.call_soon(self._flush_quota_batch, loop)
+        batch.append(((caller.grant_id, caller.requests_per_minute, caller.rows_per_day, want), waiter))
+        return await waiter
+
+    def _flush_quota_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._quota_batches.pop(loop, [])
+        if not batch:
+            return
+        try:
+            results = self.quota.take_many([call for call, _waiter in batch])
+        except BaseException as exc:  # noqa: BLE001 - every waiting request learns it
+            for _call, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for (_call, waiter), taken in zip(batch, results):
+            if waiter.done():  # the request went away: its rows go back, its call stays counted
+                self.quota.give_back(_call[0], taken.rows)
+            else:
+                waiter.set_result(taken)
 
     def changed(self) -> None:
         """A grant, credential or dataset changed (committed): every worker re-reads its callers' grants."""

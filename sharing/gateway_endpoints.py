@@ -81,7 +81,7 @@ async def read_rows(request: Request, code: DatasetCodePath, format: Format = "j
 
     try:
         # The credential's grant (kept in memory while nothing changed) and the quota, in one Redis round trip.
-        caller, quota = runtime.admit(raw, rows_wanted)
+        caller, quota = await runtime.admit(raw, rows_wanted)
         detail["credential_id"] = caller.credential_id
         runtime.refuse_over_quota(caller, quota)
         taken, served = quota.rows, 0

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 CHINA = dt.timezone(dt.timedelta(hours=8))
 
@@ -61,41 +62,68 @@ class RedisQuota:
         self._errors = redis.exceptions
         self._local = threading.local()  # each thread's own connection, for the per-call script
 
-    def _run_take(self, keys: list[str], args: list[int]) -> list[int]:
-        """EVALSHA on this thread's own connection: a third of the client's per-call CPU (no pool checkout, no
-        Script wrapper — bench/gateway.py: ~60 → ~22 µs). Reconnects once on a broken connection; loads the script
-        again if Redis lost it (restarted)."""
+    def _connection(self):  # noqa: ANN202
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():  # never a connection inherited across a fork
+            conn = self.client.connection_pool.make_connection()
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _run_takes(self, calls: list[tuple[list[str], list[int]]]) -> list[Any]:
+        """The script once per call, all in one round trip (a pipeline) on this thread's own connection — no pool
+        checkout, no Script wrapper (~60 → ~22 µs of CPU for one call; bench/gateway.py). Every reply is read, so
+        the connection stays in step; a script Redis lost (restarted) is loaded again and only the calls it refused
+        are sent again (a refused EVALSHA changed nothing). A broken connection is replaced and the calls sent
+        again, at most twice: a count may then be taken twice, never skipped."""
+        replies: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
         for attempt in (1, 2, 3):
-            conn = getattr(self._local, "conn", None)
-            if conn is None or self._local.pid != os.getpid():  # never a connection inherited across a fork
-                conn = self.client.connection_pool.make_connection()
-                self._local.conn, self._local.pid = conn, os.getpid()
+            conn = self._connection()
             try:
-                conn.send_command("EVALSHA", self.take_script.sha, len(keys), *keys, *args)
-                return conn.read_response()
-            except self._errors.NoScriptError:
-                if attempt == 3:
-                    raise
-                self.take_script.sha = self.client.script_load(_TAKE)
+                conn.send_packed_command(conn.pack_commands(
+                    [("EVALSHA", self.take_script.sha, len(calls[i][0]), *calls[i][0], *calls[i][1])
+                     for i in pending]))
+                lost_script = []
+                for i in pending:
+                    try:
+                        replies[i] = conn.read_response()
+                    except self._errors.NoScriptError:
+                        lost_script.append(i)
             except (self._errors.ConnectionError, self._errors.TimeoutError, OSError):
                 conn.disconnect()
                 self._local.conn = None
                 if attempt == 3:
                     raise
+                continue
+            if not lost_script:
+                return replies
+            if attempt == 3:
+                raise self._errors.NoScriptError("配额脚本无法载入 Redis")
+            self.take_script.sha = self.client.script_load(_TAKE)
+            pending = lost_script
         raise AssertionError("unreachable")
 
     def _keys(self, grant_id: int, minute: int, day: int) -> tuple[str, str]:
         return f"odh:{self.ns}:rpm:{grant_id}:{minute}", f"odh:{self.ns}:rows:{grant_id}:{day}"
 
     def take(self, grant_id: int, per_minute: int, per_day: int, want: int) -> Taken:
+        return self.take_many([(grant_id, per_minute, per_day, want)])[0]
+
+    def take_many(self, calls: list[tuple[int, int, int, int]]) -> list[Taken]:
+        """`take` for several calls (grant id, per minute, per day, rows wanted) in one Redis round trip."""
         minute, minute_left, day, day_left = _windows(time.time())
-        rows, ttl, generation = self._run_take([*self._keys(grant_id, minute, day), self.generation_key],
-                                               [per_minute, per_day, max(1, want), 61, day_left])
-        if rows == -1:
-            return Taken(0, "rate", max(1, int(ttl) if ttl and ttl > 0 else minute_left), int(generation))
-        if rows == -2:
-            return Taken(0, "rows", day_left, int(generation))
-        return Taken(int(rows), generation=int(generation))
+        replies = self._run_takes([([*self._keys(grant_id, minute, day), self.generation_key],
+                                    [per_minute, per_day, max(1, want), 61, day_left])
+                                   for grant_id, per_minute, per_day, want in calls])
+        out = []
+        for rows, ttl, generation in replies:
+            if rows == -1:
+                out.append(Taken(0, "rate", max(1, int(ttl) if ttl and ttl > 0 else minute_left), int(generation)))
+            elif rows == -2:
+                out.append(Taken(0, "rows", day_left, int(generation)))
+            else:
+                out.append(Taken(int(rows), generation=int(generation)))
+        return out
 
     def bump_generation(self) -> None:
         self.client.incr(self.generation_key)
@@ -132,6 +160,9 @@ class MemoryQuota:
             if len(self.calls) > 10_000:  # drop past windows now and then
                 self.calls = {k: v for k, v in self.calls.items() if k[1] == minute}
             return Taken(take, generation=self.generation)
+
+    def take_many(self, calls: list[tuple[int, int, int, int]]) -> list[Taken]:
+        return [self.take(*call) for call in calls]
 
     def give_back(self, grant_id: int, rows: int) -> None:
         if rows > 0:

@@ -211,6 +211,39 @@ def test_a_grant_kept_in_memory_is_read_again_after_a_change_made_elsewhere(db, 
         assert after.status_code == 401 and "吊销" in after.json()["message"]
 
 
+def test_concurrent_calls_share_one_quota_round_trip_and_each_is_counted(db, settings, tokens, delivered):
+    """Calls that reach the quota in the same pass of a worker's event loop go to Redis together (one round trip),
+    and every one of them is still counted: with 5 requests a minute, 5 of 8 concurrent calls pass."""
+    import asyncio
+
+    from fastapi.testclient import TestClient
+
+    from catalog.app import create_app
+    from sharing.models import Grant
+
+    shared = settings.model_copy(update={"rate_limit_storage": "redis://127.0.0.1:6379"})
+    with TestClient(create_app(shared, database=db)) as worker:
+        req, cred = approved_grant(worker, tokens)
+        with db.session() as s:
+            s.get(Grant, req["grant_id"]).requests_per_minute = 5
+        runtime = worker.app.state.gateway
+        round_trips: list[int] = []
+        take_many = runtime.quota.take_many
+
+        def counting(calls):  # noqa: ANN001, ANN202
+            round_trips.append(len(calls))
+            return take_many(calls)
+
+        runtime.quota.take_many = counting
+
+        async def eight() -> list:
+            return await asyncio.gather(*(runtime.admit(cred, lambda c: 10) for _ in range(8)))
+
+        admitted = asyncio.run(eight())
+    assert round_trips == [8]
+    assert sorted(taken.refused or "ok" for _caller, taken in admitted) == ["ok"] * 5 + ["rate"] * 3
+
+
 def test_a_change_committed_through_any_session_reaches_the_gateway(client, db, tokens, delivered):
     """Grants changed through a session the app did not open (a script, the CLI) still count as a change."""
     from catalog.db import Database
