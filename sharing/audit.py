@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import logging
 import math
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, make_url, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -502,6 +504,17 @@ def _settle(batch: list[tuple[Any, asyncio.Future[int]]], results: list[Any]) ->
             waiter.set_result(result)
 
 
+class _FileLock:
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __enter__(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+
+    def __exit__(self, *_exc: Any) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
 class _Conn:
     """The writer thread's own engine and connection (synchronous commits), reopened after a failure."""
 
@@ -509,6 +522,10 @@ class _Conn:
         self.url = url
         self.engine: Engine | None = None
         self.conn: Connection | None = None
+        self._lock_fd: int | None = None
+        database = make_url(url).database if url.startswith("sqlite") else None
+        if database and database != ":memory:" and not database.startswith("file:"):
+            self._lock_fd = os.open(database + ".audit-lock", os.O_RDWR | os.O_CREAT, 0o600)
 
     def _open(self) -> Connection:
         if self.engine is None:
@@ -523,27 +540,42 @@ class _Conn:
         conn.commit()
         return conn
 
+    def _queue_for_sqlite_writes(self) -> contextlib.AbstractContextManager[Any]:
+        """On a SQLite file, the writers of every worker process take turns through an OS file lock before they
+        begin: waiting on SQLite's own lock means sleeping in its busy handler (up to 100 ms a nap) while the other
+        worker commits again and again — one worker's audit entries, and the answers that wait for them, starved
+        for hundreds of milliseconds (bench/gateway.py, p99). A blocked flock wakes as soon as the lock is free."""
+        if self._lock_fd is None:
+            return contextlib.nullcontext()
+        return _FileLock(self._lock_fd)
+
     def append(self, rows: list[dict[str, Any]]) -> None:
         for attempt in (1, 2):
             if self.conn is None:
                 self.conn = self._open()
-            conn = self.conn
-            trans = conn.begin()
-            try:
-                _append_rows(conn, rows)
-            except BaseException as exc:
-                self._discard_after(trans)
-                # A connection found dead before COMMIT (e.g. the server restarted while it idled): nothing was
-                # written, so one more try on a fresh connection is safe. Rows keep no state from the failed try.
-                if attempt == 1 and isinstance(exc, DBAPIError) and exc.connection_invalidated:
-                    continue
-                raise
-            try:
-                trans.commit()
-            except BaseException:
-                self._discard_after(trans)  # the outcome of a failed COMMIT is unknown: no retry
-                raise
-            return
+            with self._queue_for_sqlite_writes():
+                if self._append_once(rows, attempt):
+                    return
+
+    def _append_once(self, rows: list[dict[str, Any]], attempt: int) -> bool:
+        """True when committed; False when a dead connection should be replaced and the rows tried again."""
+        conn = self.conn
+        trans = conn.begin()
+        try:
+            _append_rows(conn, rows)
+        except BaseException as exc:
+            self._discard_after(trans)
+            # A connection found dead before COMMIT (e.g. the server restarted while it idled): nothing was
+            # written, so one more try on a fresh connection is safe. Rows keep no state from the failed try.
+            if attempt == 1 and isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                return False
+            raise
+        try:
+            trans.commit()
+        except BaseException:
+            self._discard_after(trans)  # the outcome of a failed COMMIT is unknown: no retry
+            raise
+        return True
 
     def _discard_after(self, trans: Any) -> None:
         try:
@@ -569,6 +601,9 @@ class _Conn:
         if self.engine is not None:
             self.engine.dispose()
             self.engine = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
 
 # --- searching ------------------------------------------------------------------------------------------------------
