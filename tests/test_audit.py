@@ -301,6 +301,32 @@ def test_async_writes_of_one_loop_pass_share_one_commit(empty_db, monkeypatch):
     assert _verify(empty_db).ok
 
 
+def test_sqlite_writers_queue_on_the_file_lock(empty_db):
+    """On a SQLite file every writer first takes `<database>.audit-lock` (so two workers' writers take turns instead
+    of napping in SQLite's busy handler): while another process holds it, nothing is committed; then it is."""
+    import fcntl
+
+    from sqlalchemy import make_url
+
+    if empty_db.dialect != "sqlite":
+        pytest.skip("the file lock is for SQLite files")
+    fd = os.open(make_url(empty_db.url).database + ".audit-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    writer = AuditWriter(empty_db)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            waiting = writer.submit(_entry(1))
+            time.sleep(0.3)
+            assert not waiting.done() and _rows(empty_db) == []
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        assert waiting.result(timeout=30) == 1
+    finally:
+        writer.close()
+        os.close(fd)
+    assert _verify(empty_db).ok
+
+
 def test_an_async_bad_entry_fails_alone_in_its_batch(empty_db):
     writer = AuditWriter(empty_db)
 
