@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from catalog.db import Database, make_engine
 from catalog.models import utcnow
+from sharing.batching import Batch, PerLoopPass
 from sharing.models import AuditEntry, AuditHead
 
 log = logging.getLogger(__name__)
@@ -333,7 +334,7 @@ class AuditWriter:
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._loop_batches: dict[asyncio.AbstractEventLoop, list[tuple[Any, asyncio.Future[int]]]] = {}
+        self._loop_pass = PerLoopPass(self._flush_loop_batch)
 
     def submit(self, entry: Mapping[str, Any]) -> concurrent.futures.Future[int]:
         """Queue `entry` (keys as for `append`); the future resolves to its seq once committed, or to the error."""
@@ -361,20 +362,11 @@ class AuditWriter:
     async def write(self, entry: Mapping[str, Any]) -> int:
         """The entry's seq once it is committed. Entries written on one event loop during one pass of it go to the
         writer thread as one job: the group commit then holds every request the pass served, whatever blocking
-        work (a Redis round trip) each did first, and the loop is woken once per commit rather than per entry."""
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
-        batch = self._loop_batches.get(loop)
-        if batch is None:
-            batch = self._loop_batches[loop] = []
-            loop.call_soon(self._flush_loop_batch, loop)
-        batch.append((_stamped(entry), waiter))
-        return await waiter
+        work each did first, and the loop is woken once per commit rather than per entry."""
+        return await self._loop_pass.add(_stamped(entry))
 
-    def _flush_loop_batch(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = self._loop_batches.pop(loop, [])
-        if not batch:
-            return
+    def _flush_loop_batch(self, batch: Batch) -> None:
+        loop = asyncio.get_running_loop()
         try:
             job = self.submit_many([entry for entry, _waiter in batch])
         except BaseException as exc:  # noqa: BLE001 - closed: every waiter learns it

@@ -7,7 +7,6 @@ latest version are read from the database on every call, so revocation and expir
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import itertools
@@ -39,6 +38,7 @@ from catalog.storage import Storage
 from quality.models import ProblemTicket, QualityRun
 from quality.tickets import ACTIVE
 from sharing.audit import AuditWriter
+from sharing.batching import Batch, PerLoopPass
 from sharing.engine import (
     OBJECTION_COLUMN,
     POSITION_COLUMN,
@@ -191,7 +191,7 @@ class GatewayRuntime:
         # credential digest → (caller, the generation it was read under, when it was read)
         self._callers: dict[str, tuple[Caller, int, float]] = {}
         self._generation = -1  # the latest generation a quota call returned; -1: none yet
-        self._quota_batches: dict[asyncio.AbstractEventLoop, list[tuple[tuple[int, int, int, int], Any]]] = {}
+        self._quota_pass = PerLoopPass(self._flush_quota_batch)
         _RUNTIMES.add(self)
 
     def close(self) -> None:
@@ -267,19 +267,9 @@ class GatewayRuntime:
         """The quota call, sent with every other one this event loop makes in the same pass: one Redis round trip
         per pass instead of one per request (each blocking round trip also handed the GIL to the audit writer and
         back: ~150 µs of CPU a call under load)."""
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
-        batch = self._quota_batches.get(loop)
-        if batch is None:
-            batch = self._quota_batches[loop] = []
-            loop.call_soon(self._flush_quota_batch, loop)
-        batch.append(((caller.grant_id, caller.requests_per_minute, caller.rows_per_day, want), waiter))
-        return await waiter
+        return await self._quota_pass.add((caller.grant_id, caller.requests_per_minute, caller.rows_per_day, want))
 
-    def _flush_quota_batch(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = self._quota_batches.pop(loop, [])
-        if not batch:
-            return
+    def _flush_quota_batch(self, batch: Batch) -> None:
         try:
             results = self.quota.take_many([call for call, _waiter in batch])
         except BaseException as exc:  # noqa: BLE001 - every waiting request learns it
@@ -287,9 +277,9 @@ class GatewayRuntime:
                 if not waiter.done():
                     waiter.set_exception(exc)
             return
-        for (_call, waiter), taken in zip(batch, results):
+        for (call, waiter), taken in zip(batch, results):
             if waiter.done():  # the request went away: its rows go back, its call stays counted
-                self.quota.give_back(_call[0], taken.rows)
+                self.quota.give_back(call[0], taken.rows)
             else:
                 waiter.set_result(taken)
 
