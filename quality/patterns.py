@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from quality.identifiers import _bool_array, _offsets, _validity
+
 try:  # the standard library's own regex parser (private since 3.11); without it every pattern goes to RE2
     from re import _constants as sre_constants
     from re import _parser as sre_parse
@@ -63,10 +65,7 @@ class CompiledPattern:
 
     def matches(self, arr: pa.Array) -> pa.BooleanArray:
         """Like `pc.match_substring_regex(arr, pattern)` on one string array: True / False, null where the value is."""
-        if pa.types.is_large_string(arr.type):
-            offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=arr.offset + len(arr) + 1)[arr.offset:]
-        else:
-            offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=arr.offset + len(arr) + 1)[arr.offset:]
+        offsets = _offsets(arr)
         lengths = np.diff(offsets)
         width = self.fixed_width
         if self.repeat is None:
@@ -86,8 +85,7 @@ class CompiledPattern:
             if rows.size:
                 out[rows] = self._judge(data, offsets[rows].astype(np.int64), offsets[rows + 1].astype(np.int64),
                                         uniform=self.repeat is None)
-        valid = None if arr.null_count == 0 else arr.is_valid().to_numpy(zero_copy_only=False)
-        return pa.array(out, type=pa.bool_(), mask=None if valid is None else ~valid)
+        return _bool_array(out, _validity(arr))
 
     def _judge(self, data: np.ndarray, starts: np.ndarray, ends: np.ndarray, uniform: bool) -> np.ndarray:
         ok = np.ones(len(starts), dtype=bool)
@@ -257,11 +255,12 @@ def matches(arr: pa.Array | pa.ChunkedArray, pattern: str) -> pa.Array | pa.Chun
     compiled = compile_pattern(pattern)
     if compiled is None:
         return None
-    if isinstance(arr, pa.ChunkedArray):
-        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-            return None
-        return pa.chunked_array([compiled.matches(chunk) if len(chunk) else pa.array([], pa.bool_())
-                                 for chunk in arr.chunks], pa.bool_())
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         return None
-    return compiled.matches(arr) if len(arr) else pa.array([], pa.bool_())
+
+    def judged(chunk: pa.Array) -> pa.Array:
+        return compiled.matches(chunk) if len(chunk) else pa.array([], pa.bool_())
+
+    if isinstance(arr, pa.ChunkedArray):
+        return pa.chunked_array([judged(chunk) for chunk in arr.chunks], pa.bool_())
+    return judged(arr)
