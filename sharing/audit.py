@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from catalog.db import Database, make_engine
 from catalog.models import utcnow
-from sharing.batching import Batch, PerLoopPass
+from sharing.batching import Batch, PerLoopPass, settle
 from sharing.models import AuditEntry, AuditHead
 
 log = logging.getLogger(__name__)
@@ -370,7 +370,7 @@ class AuditWriter:
         try:
             job = self.submit_many([entry for entry, _waiter in batch])
         except BaseException as exc:  # noqa: BLE001 - closed: every waiter learns it
-            _settle(batch, [exc] * len(batch))
+            settle(batch, [exc] * len(batch))
             return
 
         def committed(done: concurrent.futures.Future[list[Any]]) -> None:
@@ -378,7 +378,7 @@ class AuditWriter:
                 results = done.result()
             except BaseException as exc:  # noqa: BLE001
                 results = [exc] * len(batch)
-            _settle(batch, results)
+            settle(batch, results)
 
         job.add_done_callback(lambda done: loop.call_soon_threadsafe(committed, done))
 
@@ -484,16 +484,6 @@ def _stamped(entry: Any) -> Any:
     if isinstance(entry, dict) and entry.get("at") is None:
         entry["at"] = utcnow()
     return entry
-
-
-def _settle(batch: list[tuple[Any, asyncio.Future[int]]], results: list[Any]) -> None:
-    for (_entry, waiter), result in zip(batch, results):
-        if waiter.done():  # the request was cancelled; its entry was written all the same
-            continue
-        if isinstance(result, BaseException):
-            waiter.set_exception(result)
-        else:
-            waiter.set_result(result)
 
 
 class _FileLock:

@@ -36,3 +36,15 @@ class PerLoopPass:
         batch = self._batches.pop(loop, [])
         if batch:
             self._flush(batch)
+
+
+def settle(batch: Batch, results: list[Any]) -> None:
+    """Give each waiting future its result, or raise its exception (a result that is an exception); a future that
+    is already done (its request went away) is left alone."""
+    for (_item, waiter), result in zip(batch, results):
+        if waiter.done():
+            continue
+        if isinstance(result, BaseException):
+            waiter.set_exception(result)
+        else:
+            waiter.set_result(result)

@@ -19,11 +19,10 @@ import decimal
 import functools
 import hashlib
 import hmac
-import io
 import math
 import re
 import zoneinfo
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 

@@ -2,8 +2,10 @@
 
 Per worker it keeps decoded versions (immutable, so safe to cache), each grant's scope over a version (row filter,
 granted columns, masking and objection marks applied once) and recent client views (filter + sort). A call then only
-slices and serialises. Identity comes from the credential alone; the credential, the grant's state and the dataset's
-latest version are read from the database on every call, so revocation and expiry act on the very next call.
+slices and serialises. Identity comes from the credential alone. The credential's grant (its state, validity and the
+dataset's latest version) is kept in worker memory only while the deployment's gateway generation stands — every
+committed change to grants, credentials or datasets moves it, and each call's quota round trip reads it (see
+`admit` and the change hooks at the end) — so revocation acts on the very next call; expiry is checked every call.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from catalog.storage import Storage
 from quality.models import ProblemTicket, QualityRun
 from quality.tickets import ACTIVE
 from sharing.audit import AuditWriter
-from sharing.batching import Batch, PerLoopPass
+from sharing.batching import Batch, PerLoopPass, settle
 from sharing.engine import (
     OBJECTION_COLUMN,
     POSITION_COLUMN,
@@ -224,10 +226,10 @@ class GatewayRuntime:
                       list(row_filter or []), list(unmasked or []), rpm, rows_per_day, valid_until)
 
     async def admit(self, raw: str | None, want_for: Callable[[Caller], int]) -> tuple[Caller, Taken]:
-        """The caller and this call's quota outcome (rows reserved, or why refused: `refuse_over_quota`), in one Redis round trip when the credential's grant is
-        already in memory: the quota call also returns the gateway generation, and a grant read under an older
-        generation (a grant, credential or dataset changed since) is read again before anything is served — so a
-        revocation takes effect on the very next call, as with `authenticate` on every call.
+        """The caller and this call's quota outcome (rows reserved, or why refused: `refuse_over_quota`), in one Redis
+        round trip when the credential's grant is already in memory: the quota call also returns the gateway
+        generation, and a grant read under an older generation (a grant, credential or dataset changed since) is
+        read again before anything is served — so a revocation takes effect on the very next call.
 
         Refusals keep their order: a bad, revoked or expired credential is 401 even when its quota is spent."""
         if not raw:
@@ -273,15 +275,12 @@ class GatewayRuntime:
         try:
             results = self.quota.take_many([call for call, _waiter in batch])
         except BaseException as exc:  # noqa: BLE001 - every waiting request learns it
-            for _call, waiter in batch:
-                if not waiter.done():
-                    waiter.set_exception(exc)
+            settle(batch, [exc] * len(batch))
             return
         for (call, waiter), taken in zip(batch, results):
             if waiter.done():  # the request went away: its rows go back, its call stays counted
                 self.quota.give_back(call[0], taken.rows)
-            else:
-                waiter.set_result(taken)
+        settle(batch, results)
 
     def changed(self) -> None:
         """A grant, credential or dataset changed (committed): every worker re-reads its callers' grants."""
