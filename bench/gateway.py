@@ -415,11 +415,12 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
         scope_headers = [(b"authorization", f"Bearer {cred}".encode())]
         fake_app = _FakeApp(rt, db)
 
+        queries = [f"limit={PAGE_ROWS}".encode() + (f"&cursor={c}".encode() if c else b"") for _, c in pages]
+
         async def endpoint(i: int) -> None:
             request = Request({"type": "http", "method": "GET", "path": f"/gateway/v1/datasets/{code}/rows",
-                               "headers": scope_headers, "query_string": b"", "app": fake_app})
-            response = await read_rows(request, code, format="json", columns=None, filters=[], sort=None,
-                                       limit=PAGE_ROWS, cursor=pages[i % n_pages][1], version=None)
+                               "headers": scope_headers, "query_string": queries[i % n_pages], "app": fake_app})
+            response = await read_rows(request, code)
             if response.status_code != 200:
                 raise SystemExit(f"in-process endpoint answered {response.status_code}")
 
