@@ -43,7 +43,6 @@ from sharing.audit import AuditWriter
 from sharing.batching import Batch, PerLoopPass, settle
 from sharing.engine import (
     OBJECTION_COLUMN,
-    POSITION_COLUMN,
     ColumnSpec,
     GatewayInputError,
     ScopeError,
@@ -53,7 +52,6 @@ from sharing.engine import (
     decode_cursor,
     encode_cursor,
     make_view,
-    output_table,
     page_json,
     parse_conditions,
     parse_filter_params,
@@ -436,7 +434,9 @@ class GatewayRuntime:
         view_key = (fingerprint,)
         view = scope.views.get(view_key)
         if view is None:
-            view = make_view(scope.table, conds, sort_keys)
+            # Only what leaves (the fingerprint covers the columns): each call then only slices (selecting per call
+            # cost ~4% of a worker's CPU under load).
+            view = make_view(scope.table, conds, sort_keys).select([*selected, OBJECTION_COLUMN])
             if len(scope.views) > 32:
                 scope.views.pop(next(iter(scope.views)))
             scope.views[view_key] = view
@@ -458,8 +458,7 @@ class GatewayRuntime:
             # The response-size ceiling: trim to it and hand back a cursor for the rest.
             per_row = max(1.0, view.nbytes / max(1, total))
             count = max(1, min(count, int(self.settings.gateway_max_response_bytes / per_row)))
-        part = view.slice(offset, count)
-        out = output_table(part.select([*selected, OBJECTION_COLUMN, POSITION_COLUMN]))
+        out = view.slice(offset, count)
         end = offset + count
         next_cursor = (encode_cursor(self.cursor_secret, {"v": version, "f": fingerprint, "o": end})
                        if end < total else None)
