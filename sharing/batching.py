@@ -7,6 +7,9 @@ audit writer commits the pass's entries together, the quota goes to Redis as one
 from __future__ import annotations
 
 import asyncio
+import os
+import queue
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -48,3 +51,55 @@ def settle(batch: Batch, results: list[Any]) -> None:
             waiter.set_exception(result)
         else:
             waiter.set_result(result)
+
+
+class ThreadedPass:
+    """A PerLoopPass whose work — `work(items) -> results`, blocking — runs on one background thread, so the event
+    loop goes on serving while it waits (a Redis round trip: the loop used to sit in `recv` for it, bench/gateway.py).
+    Passes handed over while the thread is busy go out together in its next call. Results reach each waiting future
+    through `deliver(batch, results)` on the future's own loop (default: `settle`)."""
+
+    def __init__(self, work: Callable[[list[Any]], list[Any]], name: str,
+                 deliver: Callable[[Batch, list[Any]], None] = settle):
+        self._work = work
+        self._deliver = deliver
+        self._name = name
+        self._pass = PerLoopPass(self._hand_to_thread)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = -1
+        self._queue: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, Batch]] = queue.SimpleQueue()
+
+    async def add(self, item: Any) -> Any:
+        return await self._pass.add(item)
+
+    def _hand_to_thread(self, batch: Batch) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid():  # a forked child starts its own thread
+                self._queue = queue.SimpleQueue()
+                self._thread = threading.Thread(target=self._run, args=(self._queue,), name=self._name, daemon=True)
+                self._pid = os.getpid()
+                self._thread.start()
+            self._queue.put((loop, batch))
+
+    def _run(self, q: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, Batch]]) -> None:
+        while True:
+            jobs = [q.get()]
+            while True:
+                try:
+                    jobs.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            items = [item for _loop, batch in jobs for item, _waiter in batch]
+            try:
+                results = self._work(items)
+            except BaseException as exc:  # noqa: BLE001 - every waiting request learns it
+                results = [exc] * len(items)
+            start = 0
+            for loop, batch in jobs:
+                part, start = results[start:start + len(batch)], start + len(batch)
+                try:
+                    loop.call_soon_threadsafe(self._deliver, batch, part)
+                except RuntimeError:  # that loop is closed: nobody waits any more
+                    pass

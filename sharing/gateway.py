@@ -40,7 +40,7 @@ from catalog.storage import Storage
 from quality.models import ProblemTicket, QualityRun
 from quality.tickets import ACTIVE
 from sharing.audit import AuditWriter
-from sharing.batching import Batch, PerLoopPass, settle
+from sharing.batching import Batch, ThreadedPass, settle
 from sharing.engine import (
     OBJECTION_COLUMN,
     ColumnSpec,
@@ -191,7 +191,7 @@ class GatewayRuntime:
         # credential digest → (caller, the generation it was read under, when it was read)
         self._callers: dict[str, tuple[Caller, int, float]] = {}
         self._generation = -1  # the latest generation a quota call returned; -1: none yet
-        self._quota_pass = PerLoopPass(self._flush_quota_batch)
+        self._quota_pass = ThreadedPass(self._take_many, "gateway-quota", self._deliver_quota)
         _RUNTIMES.add(self)
 
     def close(self) -> None:
@@ -269,15 +269,13 @@ class GatewayRuntime:
         back: ~150 µs of CPU a call under load)."""
         return await self._quota_pass.add((caller.grant_id, caller.requests_per_minute, caller.rows_per_day, want))
 
-    def _flush_quota_batch(self, batch: Batch) -> None:
-        try:
-            results = self.quota.take_many([call for call, _waiter in batch])
-        except BaseException as exc:  # noqa: BLE001 - every waiting request learns it
-            settle(batch, [exc] * len(batch))
-            return
+    def _take_many(self, calls: list[tuple[int, int, int, int]]) -> list[Taken]:  # on the quota thread
+        return self.quota.take_many(calls)
+
+    def _deliver_quota(self, batch: Batch, results: list[Any]) -> None:
         for (call, waiter), taken in zip(batch, results):
-            if waiter.done():  # the request went away: its rows go back, its call stays counted
-                self.quota.give_back(call[0], taken.rows)
+            if waiter.done() and not isinstance(taken, BaseException):
+                self.quota.give_back(call[0], taken.rows)  # the request went away: its rows go back, its call counts
         settle(batch, results)
 
     def changed(self) -> None:
