@@ -65,13 +65,14 @@ def test_threaded_pass_delivers_on_each_callers_own_loop():
         for (_item, waiter), result in zip(batch, results):
             waiter.set_result(result)
 
-    threaded = ThreadedPass(lambda items: [len(items)] * len(items), "test-work", deliver)
+    threaded = ThreadedPass(lambda items: list(items), "test-work", deliver)  # two loops' passes may share a call
 
     def in_new_loop() -> int:
         async def call() -> int:
-            return await threaded.add(None)
-        assert asyncio.run(call()) == 1
-        return threading.get_ident()
+            return await threaded.add(threading.get_ident())
+        mine = asyncio.run(call())
+        assert mine == threading.get_ident()  # its own result, whatever else went out in the same call
+        return mine
 
     idents: list[int] = []
     threads = [threading.Thread(target=lambda: idents.append(in_new_loop())) for _ in range(2)]
