@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(sharing_pages.router)
     app.include_router(quality_pages.router)
     app.state.gateway = GatewayRuntime(db, settings, storage_for(settings.resolved_storage_root()))
+    app.add_middleware(gateway_endpoints.GatewayFastPath)
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError):  # noqa: ANN202

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import QueryParams
+from starlette.types import ASGIApp, Receive, Scope, Send
 from fastapi.responses import Response
 from sqlalchemy import func, select
 
@@ -145,6 +146,12 @@ def _call_detail(q: RowsQuery, code: str) -> dict[str, Any]:
 @gateway.get("/datasets/{code}/rows", summary="按授权范围读取数据（字段、行筛选、脱敏、配额均在服务端执行）",
              response_class=Response, openapi_extra=_ROWS_OPENAPI)
 async def read_rows(request: Request, code: DatasetCodePath) -> Response:
+    # Normally answered by GatewayFastPath before routing; this route documents the endpoint and serves a request
+    # the fast path passes on.
+    return await rows_response(request, code)
+
+
+async def rows_response(request: Request, code: str) -> Response:
     q = rows_query(request.query_params)
     limit = q.limit
     runtime = _runtime(request)
@@ -186,6 +193,42 @@ async def read_rows(request: Request, code: DatasetCodePath) -> Response:
     detail.update(rows=page.rows, bytes=page.bytes, version=pinned)
     await runtime.audit.write(audit_entry(caller, "rows", 200, detail))
     return _response(page)
+
+
+_ROWS_PATH = re.compile(r"/gateway/v1/datasets/([A-Z][A-Z0-9]{1,15}-[0-9]{5})/rows")  # DatasetCodePath's pattern
+
+
+class GatewayFastPath:
+    """ASGI middleware: `GET /gateway/v1/datasets/{code}/rows` goes straight to `rows_response`, before FastAPI's
+    routing, dependency solving and per-route wrappers — they cost a worker ~0.23 ms a request, as much as serving
+    the page itself (a bare 15 KB answer: 0.33 ms of CPU through a FastAPI route, 0.10 ms through this; see README
+    "### Gateway"). Errors become responses through the application's own exception handlers, so every answer is
+    the one the route would give; anything else (another method, a code the route would refuse as malformed) goes
+    on to FastAPI unchanged."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            match = _ROWS_PATH.fullmatch(scope["path"])
+            if match:
+                request = Request(scope, receive)
+                try:
+                    response = await rows_response(request, match.group(1))
+                except (DomainError, RequestValidationError) as exc:
+                    response = await _handled(request, exc)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _handled(request: Request, exc: Exception) -> Response:
+    handlers = request.app.exception_handlers
+    for cls in type(exc).__mro__:  # as Starlette looks a handler up
+        if cls in handlers:
+            return await handlers[cls](request, exc)
+    raise exc
 
 
 @gateway.get("/grant", summary="本凭证的授权范围（字段、脱敏方式、筛选、有效期、配额）")

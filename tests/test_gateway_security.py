@@ -343,3 +343,42 @@ def test_grant_of_a_withdrawn_request_status_cannot_be_reused(client, db, tokens
                     headers=bearer(tokens["steward"]))
     refused(r, 409, setup["protected"], "conflict")
     assert credential(client, tokens["rsj_consumer"], setup["grant_id"]).startswith("odg_")
+
+
+# --- the fast path (sharing/gateway_endpoints.GatewayFastPath) answers as the FastAPI route would --------------------
+
+def test_fast_path_answers_exactly_as_the_route(db, settings, client, setup):
+    """The same calls through the fast path (the app as served) and through FastAPI's route (the app without the
+    middleware): same status, body and headers — pages, refusals, malformed queries alike."""
+    from fastapi.testclient import TestClient
+
+    from catalog.app import create_app
+    from sharing.gateway_endpoints import GatewayFastPath
+
+    routed_app = create_app(settings, database=db)
+    routed_app.user_middleware = [m for m in routed_app.user_middleware if m.cls is not GatewayFastPath]
+    assert len(routed_app.user_middleware) == len(client.app.user_middleware) - 1
+    calls = [
+        ({"limit": 5}, setup["cred"]),
+        ({"limit": 5, "columns": "sfzhm,csrq", "sort": "-csrq"}, setup["cred"]),
+        ({"format": "csv", "limit": 3}, setup["cred"]),
+        ({"columns": "hjdz"}, setup["cred"]),          # ungranted column: 403
+        ({"limit": 10**9}, setup["cred"]),             # 400
+        ({"limit": "ten"}, setup["cred"]),             # 422
+        ({"limit": 5}, "odg_not-a-real-credential"),   # 401
+    ]
+    with TestClient(routed_app) as routed:
+        for params, cred in calls:
+            fast, slow = rows(client, cred, **params), rows(routed, cred, **params)
+            assert (fast.status_code, fast.content) == (slow.status_code, slow.content), params
+            keep = {"content-type", "www-authenticate", "x-total-count", "x-dataset-version", "x-next-cursor"}
+            assert {k: v for k, v in fast.headers.items() if k in keep} == \
+                   {k: v for k, v in slow.headers.items() if k in keep}, params
+            assert not leaks(fast, setup["protected"])
+
+
+def test_fast_path_passes_on_what_it_does_not_serve(client, setup):
+    r = client.get("/gateway/v1/datasets/not-a-code/rows", headers=bearer(setup["cred"]))  # FastAPI's path check
+    refused(r, 422, setup["protected"], "validation_error")
+    r = client.post("/gateway/v1/datasets/GAJ-00001/rows", headers=bearer(setup["cred"]))
+    assert r.status_code == 405 and not leaks(r, setup["protected"])
