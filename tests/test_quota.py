@@ -36,6 +36,21 @@ def test_rows_per_day_reserve_trim_and_give_back(quota):
     assert quota.take(1, 100, 250, 100).rows == 30
 
 
+def test_calls_taken_together_count_as_one_after_another(quota):
+    """take_many runs one script per grant for a whole pass: every call's outcome is the one it would get alone, in
+    order — the minute's limit, the day's rows trimmed and then refused, grants and limits apart."""
+    calls = [(1, 4, 250, 100), (2, 2, 10**6, 7), (1, 4, 250, 100), (1, 4, 250, 100), (2, 2, 10**6, 7),
+             (1, 4, 250, 100), (2, 2, 10**6, 7), (1, 4, 250, 100), (3, 5, 40, 0)]
+    got = [(t.rows, t.refused) for t in quota.take_many(calls)]
+    assert got == [(100, None), (7, None), (100, None), (50, None), (7, None),
+                   (0, "rows"), (0, "rate"), (0, "rate"), (1, None)]
+    # The counters now hold exactly what one-at-a-time calls would have left behind.
+    assert quota.take(1, 6, 250, 100).refused == "rows"      # grant 1's 6th request this minute: no rows left
+    assert quota.take(1, 6, 250, 100).refused == "rate"      # its 7th
+    assert quota.take(2, 3, 10**6, 7).refused == "rate"      # grant 2's 4th (3 counted, 2 served)
+    assert quota.take(3, 5, 40, 100).rows == 39              # a want of 0 still reserved 1 row
+
+
 def test_unknown_storage_is_refused():
     with pytest.raises(ValueError):
         quota_for("mongodb://x", "ns")
