@@ -880,10 +880,16 @@ def to_arrow_stream(table: pa.Table, batch_rows: int = 65536) -> memoryview:
     end-of-stream marker. Returned as a view of that buffer (no copy to `bytes`): writing through a BytesIO and
     streaming the pieces cost ~4× more per scope (bench/gateway.py), and the response-size ceiling bounds it."""
     table = output_table(table)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table, max_chunksize=max(1, batch_rows))
-    return memoryview(sink.getvalue())
+    chunk = max(1, batch_rows)
+    # Measured first (no bytes are copied), then written once into a buffer of exactly that size: a growing buffer
+    # reallocated and copied its way up (1.4 → 0.9 ms for a 7 MB scope, bench/gateway.py).
+    measure = pa.MockOutputStream()
+    with pa.ipc.new_stream(measure, table.schema) as writer:
+        writer.write_table(table, max_chunksize=chunk)
+    buffer = pa.allocate_buffer(measure.size())
+    with pa.ipc.new_stream(pa.FixedSizeBufferWriter(buffer), table.schema) as writer:
+        writer.write_table(table, max_chunksize=chunk)
+    return memoryview(buffer)
 
 
 def to_parquet(table: pa.Table) -> bytes:

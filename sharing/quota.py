@@ -156,7 +156,15 @@ class RedisQuota:
     def give_back(self, grant_id: int, rows: int) -> None:
         if rows > 0:
             _, _, day, _ = _windows(time.time())
-            self.client.decrby(self._keys(grant_id, 0, day)[1], rows)
+            key = self._keys(grant_id, 0, day)[1]
+            try:  # this thread's own connection, as for the takes: a pool checkout cost more than the round trip
+                conn = self._connection()
+                conn.send_command("DECRBY", key, rows)
+                conn.read_response()
+            except (self._errors.ConnectionError, self._errors.TimeoutError, OSError):
+                conn.disconnect()
+                self._local.conn = None
+                self.client.decrby(key, rows)  # once more, through the pool
 
 
 class MemoryQuota:

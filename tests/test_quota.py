@@ -75,6 +75,17 @@ def test_a_broken_connection_is_replaced_without_losing_the_count(redis_quota):
     assert [q.take(1, 5, 10**6, 10).refused for _ in range(4)] == [None, None, None, "rate"]  # 5 counted in all
 
 
+def test_rows_given_back_over_a_broken_connection_still_count(redis_quota):
+    q = redis_quota
+    assert q.take(1, 100, 250, 200).rows == 200
+    conn = q._local.conn
+    conn.send_command("CLIENT", "ID")
+    q.client.client_kill_filter(_id=conn.read_response())
+    q.give_back(1, 150)  # the last page served 50 of its 200
+    assert q._local.conn is not conn
+    assert q.take(1, 100, 250, 500).rows == 200  # 250 - 50 served
+
+
 def test_a_script_redis_no_longer_holds_is_loaded_again(redis_quota):
     q = redis_quota
     q.take_script.sha = "0" * 40  # what EVALSHA meets after Redis restarted with an empty script cache
