@@ -52,7 +52,8 @@ router = APIRouter(prefix="/api/v1", responses={k: ERRORS[k] for k in (400, 401,
 PageNo = Annotated[int, Query(ge=1, le=100_000, description="page number, from 1")]
 PageSize = Annotated[int, Query(ge=1, le=100, description="rows per page (at most 100)")]
 DeptCode = Annotated[str, Path(pattern=r"^[A-Z][A-Z0-9]{1,15}$", examples=["GAJ"])]
-DatasetCodePath = Annotated[str, Path(pattern=r"^[A-Z][A-Z0-9]{1,15}-[0-9]{5}$", examples=["SCJG-00001"])]
+DATASET_CODE_PATTERN = r"[A-Z][A-Z0-9]{1,15}-[0-9]{5}"  # also the gateway fast path's (sharing.gateway_endpoints)
+DatasetCodePath = Annotated[str, Path(pattern=f"^{DATASET_CODE_PATTERN}$", examples=["SCJG-00001"])]
 ElementPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,32}$", examples=["DE0101001"])]
 
 

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 
 from catalog.deps import SessionDep
-from catalog.endpoints import ERRORS, DatasetCodePath, PageNo, PageSize
+from catalog.endpoints import DATASET_CODE_PATTERN, ERRORS, DatasetCodePath, PageNo, PageSize
 from catalog.enums import DatasetStatus, OpenType
 from catalog.errors import DomainError, NotFound, PermissionDenied
 from catalog.models import Dataset
@@ -50,10 +50,9 @@ Version = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="固定版
 # 422 `validation_error` as everywhere else.
 @dataclass(frozen=True, slots=True)
 class _Param:
-    name: str
-    schema: dict[str, Any]
+    name: str  # also RowsQuery's field
+    schema: dict[str, Any]  # OpenAPI schema: type, and the bounds `_read` enforces
     description: str
-    many: bool = False  # repeatable (?filter=…&filter=…)
 
 
 ROWS_PARAMS = (
@@ -61,16 +60,17 @@ ROWS_PARAMS = (
            "json | csv | arrow (IPC stream) | parquet"),
     _Param("columns", {"type": "string", "maxLength": 2000}, "逗号分隔的字段（须在授权范围内）"),
     _Param("filter", {"type": "array", "items": {"type": "string"}, "maxItems": 20},
-           "字段:运算:值，可重复，全部同时满足；运算 eq ne lt le gt ge in(值以|分隔) prefix is_null not_null", many=True),
+           "字段:运算:值，可重复，全部同时满足；运算 eq ne lt le gt ge in(值以|分隔) prefix is_null not_null"),
     _Param("sort", {"type": "string", "maxLength": 300}, "排序字段，逗号分隔，前缀 - 表示降序"),
     _Param("limit", {"type": "integer", "minimum": -(2**62), "maximum": 2**62}, "本页行数；JSON/CSV 最多 1000"),
     _Param("cursor", {"type": "string", "maxLength": 512}, "上一页返回的 next_cursor"),
     _Param("version", {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}, "固定版本；默认最新版本"),
 )
 _ROWS_OPENAPI = {"parameters": [{"name": p.name, "in": "query", "required": False, "description": p.description,
-                                 "schema": p.schema, **({"style": "form", "explode": True} if p.many else {})}
+                                 "schema": p.schema,
+                                 **({"style": "form", "explode": True} if p.schema["type"] == "array" else {})}
                                 for p in ROWS_PARAMS]}
-_FORMATS = frozenset(("json", "csv", "arrow", "parquet"))
+_PATTERNS = {p.name: re.compile(p.schema["pattern"]) for p in ROWS_PARAMS if "pattern" in p.schema}
 _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
 
 
@@ -78,7 +78,7 @@ _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
 class RowsQuery:
     format: str = "json"
     columns: str | None = None
-    filters: list[str] = field(default_factory=list)
+    filter: list[str] = field(default_factory=list)
     sort: str | None = None
     limit: int | None = None
     cursor: str | None = None
@@ -89,37 +89,37 @@ def _invalid(name: str, message: str, kind: str) -> RequestValidationError:
     return RequestValidationError([{"loc": ("query", name), "msg": message, "type": kind}])
 
 
-def _text_param(params: QueryParams, name: str, max_length: int) -> str | None:
+def _read(params: QueryParams, param: _Param) -> Any:
+    """One parameter by its schema (a repeated single-valued parameter: its last value, as FastAPI)."""
+    name, schema = param.name, param.schema
+    if schema["type"] == "array":
+        values = params.getlist(name)
+        if len(values) > schema["maxItems"]:
+            raise _invalid(name, f"List should have at most {schema['maxItems']} items after validation", "too_long")
+        return values
     value = params.get(name)
-    if value is not None and len(value) > max_length:
-        raise _invalid(name, f"String should have at most {max_length} characters", "string_too_long")
+    if value is None:
+        return schema.get("default")
+    if schema["type"] == "integer":
+        if not _INTEGER.fullmatch(value.strip()):
+            raise _invalid(name, "Input should be a valid integer, unable to parse string as an integer",
+                           "int_parsing")
+        number, low, high = int(value), schema["minimum"], schema["maximum"]
+        if not low <= number <= high:
+            raise _invalid(name, f"Input should be between {low} and {high}", "less_than_equal" if number > high
+                           else "greater_than_equal")
+        return number
+    if name in _PATTERNS and not _PATTERNS[name].fullmatch(value):
+        raise _invalid(name, f"String should match pattern '{schema['pattern']}'", "string_pattern_mismatch")
+    longest = schema.get("maxLength")
+    if longest is not None and len(value) > longest:
+        raise _invalid(name, f"String should have at most {longest} characters", "string_too_long")
     return value
 
 
-def _int_param(params: QueryParams, name: str, low: int, high: int) -> int | None:
-    value = params.get(name)
-    if value is None:
-        return None
-    if not _INTEGER.fullmatch(value.strip()):
-        raise _invalid(name, "Input should be a valid integer, unable to parse string as an integer", "int_parsing")
-    number = int(value)
-    if not low <= number <= high:
-        raise _invalid(name, f"Input should be between {low} and {high}", "less_than_equal" if number > high
-                       else "greater_than_equal")
-    return number
-
-
 def rows_query(params: QueryParams) -> RowsQuery:
-    """The rows endpoint's query by ROWS_PARAMS (a repeated single-valued parameter: its last value, as FastAPI)."""
-    fmt = params.get("format", "json")
-    if fmt not in _FORMATS:
-        raise _invalid("format", "String should match pattern '^(json|csv|arrow|parquet)$'", "string_pattern_mismatch")
-    filters = params.getlist("filter")
-    if len(filters) > 20:
-        raise _invalid("filter", "List should have at most 20 items after validation", "too_long")
-    return RowsQuery(fmt, _text_param(params, "columns", 2000), filters, _text_param(params, "sort", 300),
-                     _int_param(params, "limit", -(2**62), 2**62), _text_param(params, "cursor", 512),
-                     _int_param(params, "version", 1, 2**31 - 1))
+    """The rows endpoint's query, read and checked by ROWS_PARAMS."""
+    return RowsQuery(**{p.name: _read(params, p) for p in ROWS_PARAMS})
 
 
 def _runtime(request: Request) -> GatewayRuntime:
@@ -139,7 +139,7 @@ def _bearer(request: Request) -> str | None:
 
 
 def _call_detail(q: RowsQuery, code: str) -> dict[str, Any]:
-    return {"format": q.format, "columns": q.columns, "filter": q.filters, "sort": q.sort, "limit": q.limit,
+    return {"format": q.format, "columns": q.columns, "filter": q.filter, "sort": q.sort, "limit": q.limit,
             "cursor": bool(q.cursor), "version": q.version, "dataset": code}
 
 
@@ -179,7 +179,7 @@ async def rows_response(request: Request, code: str) -> Response:
             else:
                 scope = runtime.grant_scope(caller, pinned, grant_specs(caller))
             page = runtime.serve(scope, scope_id=("grant", caller.grant_id), version=pinned, fmt=q.format,
-                                 columns=q.columns, filters=q.filters, sort=q.sort, limit=limit, cursor=q.cursor,
+                                 columns=q.columns, filters=q.filter, sort=q.sort, limit=limit, cursor=q.cursor,
                                  rows_left=taken, meta={"dataset": code, "grant_id": caller.grant_id})
             served = page.rows
         finally:
@@ -195,7 +195,7 @@ async def rows_response(request: Request, code: str) -> Response:
     return _response(page)
 
 
-_ROWS_PATH = re.compile(r"/gateway/v1/datasets/([A-Z][A-Z0-9]{1,15}-[0-9]{5})/rows")  # DatasetCodePath's pattern
+_ROWS_PATH = re.compile(f"/gateway/v1/datasets/({DATASET_CODE_PATTERN})/rows")  # what the route's path accepts
 
 
 class GatewayFastPath:
