@@ -57,8 +57,8 @@ class ThreadedPass:
     """A PerLoopPass whose work — `work(items) -> results`, blocking — runs on one background thread, so the event
     loop goes on serving while it waits (a Redis round trip: the loop used to sit in `recv` for it, bench/gateway.py).
     Passes handed over while the thread is busy go out together in its next call; a pass of one item is worked on
-    the loop itself. Results reach each waiting future
-    through `deliver(batch, results)` on the future's own loop (default: `settle`)."""
+    the loop itself. Results reach each waiting future through `deliver(batch, results)` on the future's own loop
+    (default: `settle`)."""
 
     def __init__(self, work: Callable[[list[Any]], list[Any]], name: str,
                  deliver: Callable[[Batch, list[Any]], None] = settle):
@@ -78,11 +78,7 @@ class ThreadedPass:
         if len(batch) == 1:
             # A pass with one call (a lone request) is served here: the two thread wake-ups cost it more than the
             # wait they spare the loop (~0.3 ms each way on this kind of VM, bench/gateway.py).
-            try:
-                results = self._work([batch[0][0]])
-            except BaseException as exc:  # noqa: BLE001 - the waiting request learns it
-                results = [exc]
-            self._deliver(batch, results)
+            self._deliver(batch, self._worked([batch[0][0]]))
             return
         loop = asyncio.get_running_loop()
         with self._lock:
@@ -93,6 +89,12 @@ class ThreadedPass:
                 self._thread.start()
             self._queue.put((loop, batch))
 
+    def _worked(self, items: list[Any]) -> list[Any]:
+        try:
+            return self._work(items)
+        except BaseException as exc:  # noqa: BLE001 - every waiting request learns it
+            return [exc] * len(items)
+
     def _run(self, q: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, Batch]]) -> None:
         while True:
             jobs = [q.get()]
@@ -101,11 +103,7 @@ class ThreadedPass:
                     jobs.append(q.get_nowait())
                 except queue.Empty:
                     break
-            items = [item for _loop, batch in jobs for item, _waiter in batch]
-            try:
-                results = self._work(items)
-            except BaseException as exc:  # noqa: BLE001 - every waiting request learns it
-                results = [exc] * len(items)
+            results = self._worked([item for _loop, batch in jobs for item, _waiter in batch])
             start = 0
             for loop, batch in jobs:
                 part, start = results[start:start + len(batch)], start + len(batch)
