@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import math
@@ -836,14 +837,14 @@ def arrow_reads(port: int, code: str, credential: str, repeat: int, scope_rows: 
     reported figure; `httpx` (its chunk iterator behind a buffered reader) is printed beside it: it takes more of
     the client's time per byte than the server takes to produce it, so it measures mostly itself."""
     path = f"/gateway/v1/datasets/{code}/rows?format=arrow"
-    runs = []
-    if client == "http.client":
-        import http.client
+    with contextlib.ExitStack() as stack:
+        if client == "http.client":
+            import http.client
 
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        try:
-            for i in range(repeat + 1):
-                t = time.perf_counter()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            stack.callback(conn.close)
+
+            def read_once() -> tuple[pa.Table, int]:
                 conn.request("GET", path, headers=_bearer(credential))
                 r = conn.getresponse()
                 if r.status != 200:
@@ -851,27 +852,27 @@ def arrow_reads(port: int, code: str, credential: str, repeat: int, scope_rows: 
                 table = pa.ipc.open_stream(r).read_all()
                 if r.read():  # nothing may follow the end-of-stream marker; also leaves the connection reusable
                     raise SystemExit("arrow read: bytes after the end of the stream")
-                nbytes = int(r.headers["content-length"])
-                seconds = time.perf_counter() - t
-                if i:
-                    runs.append((seconds, nbytes, table.num_rows))
-        finally:
-            conn.close()
-    else:
-        import httpx
+                return table, int(r.headers["content-length"])
+        else:
+            import httpx
 
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=_bearer(credential), timeout=120) as hc:
-            for i in range(repeat + 1):  # the first read is a warm-up
-                t = time.perf_counter()
+            hc = stack.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=_bearer(credential),
+                                                  timeout=120))
+
+            def read_once() -> tuple[pa.Table, int]:
                 with hc.stream("GET", path) as r:
                     if r.status_code != 200:
                         raise SystemExit(f"arrow read: {r.status_code} {r.read()[:300]!r}")
-                    reader = pa.ipc.open_stream(io.BufferedReader(_ChunkReader(r.iter_raw()), 1 << 20))
-                    table = reader.read_all()
-                    nbytes = r.num_bytes_downloaded
-                seconds = time.perf_counter() - t
-                if i:
-                    runs.append((seconds, nbytes, table.num_rows))
+                    table = pa.ipc.open_stream(io.BufferedReader(_ChunkReader(r.iter_raw()), 1 << 20)).read_all()
+                    return table, r.num_bytes_downloaded
+
+        runs = []
+        for i in range(repeat + 1):  # the first read is a warm-up
+            t = time.perf_counter()
+            table, nbytes = read_once()
+            seconds = time.perf_counter() - t
+            if i:
+                runs.append((seconds, nbytes, table.num_rows))
     if any(rows != scope_rows for _, _, rows in runs):
         raise SystemExit(f"arrow read returned {runs[0][2]} rows, the scope has {scope_rows}")
     masked = table.column("sfzhm")[0].as_py()
