@@ -14,7 +14,7 @@ Figures, each with its baseline measured in the same run:
     cursors, so every request is a different authorized 100-row page), next to the same load on a plain FastAPI app
     with the same workers, its rows path answered ahead of FastAPI's routing as the gateway's is (GatewayFastPath):
     (a) `direct`: a slice of the pre-filtered, unmasked 8-column table encoded by the
-    gateway's own orjson encoder, per request, and (b) `static`: the pre-built bytes of the same pages (the framework
+    gateway's own JSON encoder (JsonRowBlocks: blocks of rows encoded with Arrow kernels, the last few kept), and (b) `static`: the pre-built bytes of the same pages (the framework
     and loopback ceiling). All three servers run from the start and the measured runs are interleaved (--rounds, the
     best round of each is reported, every round is in the JSON), so a noisy neighbour disturbs them alike; each run
     reports the CPU seconds of the server's workers, the load generator, Redis and the rest of the machine.
@@ -25,7 +25,9 @@ Figures, each with its baseline measured in the same run:
     pre-built on the static server. The reported client is the standard library's http.client (pyarrow reads the
     response object); httpx is measured too and printed beside it (its per-chunk cost caps it near the pre-built
     figure, so it measures itself more than the server);
-  * overhead in-process, no HTTP — per page: `direct` (slice → page_json, no masking, no audit) against our path:
+  * overhead in-process, no HTTP — per page: `direct` (the same JsonRowBlocks encoder on the pre-filtered table, no
+    masking, no audit; pages read in order, so each block is encoded once per pass, as in a consumer's sync; the
+    per-value encoder page_json is timed beside it) against our path:
     `GatewayRuntime.serve` on the cached scope + an awaited `AuditWriter.write`, 64 pages in flight as the server
     runs them (group commit), and the whole endpoint coroutine (credential check, Redis quotas, serve, audit);
     plus a per-step breakdown (wall and CPU µs, the mean number of entries per audit commit) that shows where the
@@ -319,7 +321,14 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
 
     from catalog.db import Database
     from catalog.storage import storage_for
-    from sharing.engine import bind_conditions, page_json, parse_conditions, to_expression
+    from sharing.engine import (
+        JsonRowBlocks,
+        bind_conditions,
+        page_json,
+        page_json_with_rows,
+        parse_conditions,
+        to_expression,
+    )
     from sharing.gateway import GatewayRuntime, audit_entry, grant_specs
     from sharing.gateway_endpoints import read_rows
 
@@ -372,7 +381,14 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
                          filters=[], sort=None, limit=None, cursor=None, rows_left=None, meta={})
         out["arrow_stream"] = bytes(whole.body)
 
+        direct_blocks = JsonRowBlocks(direct)  # the view's own encoder: each block once per pass over the pages
+
         def direct_json(i: int) -> bytes:
+            off = pages[i % n_pages][0]
+            count = min(PAGE_ROWS, scope_rows - off)
+            return page_json_with_rows(direct_blocks.text(off, count), {**meta, "offset": off, "count": count})
+
+        def direct_page_json(i: int) -> bytes:
             off = pages[i % n_pages][0]
             part = direct.slice(off, PAGE_ROWS)
             return page_json(part, {**meta, "offset": off, "count": part.num_rows})
@@ -387,17 +403,12 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
                             filters=[], sort=None, limit=PAGE_ROWS, cursor=pages[i % n_pages][1], rows_left=10**9,
                             meta={"dataset": code, "grant_id": caller.grant_id})
 
-        from sharing.engine import OBJECTION_COLUMN, output_table
-
-        slices = [output_table(scope.table.slice(off, PAGE_ROWS).select([*caller.fields, OBJECTION_COLUMN]))
-                  for off, _ in pages]
         n = n_pages * 2
         sync_steps = {  # name → (call, calls per pass)
             "direct_json": (direct_json, n),
+            "direct_page_json": (direct_page_json, n),
             "direct_to_pylist": (direct_pylist, n),
             "serve": (serve, n),
-            # serve() = page_json of the sliced output + bookkeeping (fingerprint, cursor HMACs, view, meta)
-            "serve_page_json_part": (lambda i: page_json(slices[i % n_pages], meta), n),
             "authenticate": (lambda i: rt.authenticate(cred), 1000),
             "take_quota": (lambda i: rt.take_quota(caller, 100), 1000),
             "grant_scope_cached": (lambda i: rt.grant_scope(caller, version, grant_specs(caller)), 1000),
@@ -587,12 +598,13 @@ class _RowsFirst:
 
 
 def baseline_app():  # noqa: ANN201 - uvicorn factory for the baseline servers (see --serve-baseline)
-    """A plain FastAPI app on the same path, answered before routing as the gateway is: `static` answers the pre-built bytes of each page; `direct` slices the
-    pre-filtered, unmasked 8-column table and encodes it with the gateway's own orjson encoder."""
+    """A plain FastAPI app on the same path, answered before routing as the gateway is: `static` answers the pre-built
+    bytes of each page; `direct` pages the pre-filtered, unmasked 8-column table with the gateway's own JSON encoder
+    (JsonRowBlocks)."""
     from fastapi import FastAPI
     from fastapi.responses import Response
 
-    from sharing.engine import page_json
+    from sharing.engine import JsonRowBlocks, page_json_with_rows
 
     with open(os.environ["ODH_BENCH_BASELINE"], "rb") as fh:
         data = pickle.load(fh)
@@ -613,13 +625,14 @@ def baseline_app():  # noqa: ANN201 - uvicorn factory for the baseline servers (
             return Response(bodies[q.get("cursor") or ""], media_type="application/json")
     else:
         table = pq.read_table(data["table_path"]).combine_chunks()
+        blocks = JsonRowBlocks(table)
         offsets, meta = data["offsets"], data["meta"]
 
         def answer(request) -> Response:  # noqa: ANN001
             q = request.query_params
             off = offsets[q.get("cursor") or ""]
-            part = table.slice(off, int(q.get("limit", PAGE_ROWS)))
-            return Response(page_json(part, {**meta, "offset": off, "count": part.num_rows}),
+            count = max(0, min(int(q.get("limit", PAGE_ROWS)), table.num_rows - off))
+            return Response(page_json_with_rows(blocks.text(off, count), {**meta, "offset": off, "count": count}),
                             media_type="application/json")
     app.add_middleware(_RowsFirst, answer=answer)
     return app
@@ -1243,10 +1256,11 @@ def print_summary(f: dict) -> None:
               f"{h['seconds_median']} s — the client's own cost dominates")
     print("\nPer page in-process, no HTTP (best of interleaved passes)       wall µs   CPU µs")
     print(f"  direct: slice → JSON (no masking, no audit)                  {s['direct_json']:>8} {cpu['direct_json']:>8}")
+    print(f"  direct, per-value encoder (page_json of each slice)          {s['direct_page_json']:>8} "
+          f"{cpu['direct_page_json']:>8}")
     print(f"  direct with to_pylist (the naive read)                       {s['direct_to_pylist']:>8} "
           f"{cpu['direct_to_pylist']:>8}")
-    print(f"  GatewayRuntime.serve on the cached scope                     {s['serve']:>8} {cpu['serve']:>8}"
-          f"   (page_json part {s['serve_page_json_part']})")
+    print(f"  GatewayRuntime.serve on the cached scope                     {s['serve']:>8} {cpu['serve']:>8}")
     print(f"  serve + AuditWriter.write awaited, {ip['inflight']} in flight             {fl['serve_audit']:>8} "
           f"{cpu['serve_audit']:>8}   → overhead {f['overhead_pct']}% vs direct")
     print(f"  whole endpoint coroutine, {ip['inflight']} in flight                      {fl['endpoint']:>8} "

@@ -45,6 +45,7 @@ from sharing.engine import (
     OBJECTION_COLUMN,
     ColumnSpec,
     GatewayInputError,
+    JsonRowBlocks,
     ScopeError,
     to_arrow_stream,
     bind_conditions,
@@ -52,7 +53,7 @@ from sharing.engine import (
     decode_cursor,
     encode_cursor,
     make_view,
-    page_json,
+    page_json_with_rows,
     parse_conditions,
     parse_filter_params,
     parse_sort,
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8",
            "arrow": "application/vnd.apache.arrow.stream", "parquet": "application/vnd.apache.parquet"}
 DEFAULT_PAGE_ROWS = 100
+# Views of a scope whose JSON rows are kept (each keeps its last few encoded blocks, see JsonRowBlocks).
+JSON_VIEWS_KEPT = 8
 # Built once: rebuilding this select per call cost ~1 ms of SQLAlchemy's time per gateway call (bench/gateway.py).
 CALLER_QUERY = (
     select(GrantCredential.id, GrantCredential.revoked_at, Grant.id, Grant.kind, Grant.status, Grant.valid_until,
@@ -163,6 +166,7 @@ class Scope:
     item_objections: dict[str, list[int]]  # item → open ticket ids that dispute the item as a whole
     built_at: float
     views: dict[Hashable, pa.Table] = field(default_factory=dict)
+    json_blocks: dict[Hashable, JsonRowBlocks] = field(default_factory=dict)  # of the views paged as JSON
     refreshing: bool = False
 
     @property
@@ -471,10 +475,16 @@ class GatewayRuntime:
         if scope.item_objections:
             headers["X-Objection-Items"] = ",".join(sorted(scope.item_objections))
         if fmt == "json":
-            body = page_json(out, {**meta, "version": version, "columns": selected,
-                                   "masked": {c: masked[c] for c in selected if c in masked},
-                                   "objections": {c: ids for c, ids in scope.item_objections.items() if c in selected},
-                                   "total": total, "offset": offset, "count": count, "next_cursor": next_cursor})
+            blocks = scope.json_blocks.get(view_key)
+            if blocks is None or blocks.table is not view:
+                if len(scope.json_blocks) >= JSON_VIEWS_KEPT:
+                    scope.json_blocks.pop(next(iter(scope.json_blocks)))
+                blocks = scope.json_blocks[view_key] = JsonRowBlocks(view)
+            body = page_json_with_rows(blocks.text(offset, count), {
+                **meta, "version": version, "columns": selected,
+                "masked": {c: masked[c] for c in selected if c in masked},
+                "objections": {c: ids for c, ids in scope.item_objections.items() if c in selected},
+                "total": total, "offset": offset, "count": count, "next_cursor": next_cursor})
             return Page(body, FORMATS[fmt], headers, count, len(body))
         if fmt == "csv":
             body = to_csv(out, bom=csv_bom)
