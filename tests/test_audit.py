@@ -82,6 +82,21 @@ def test_append_then_verify(empty_db):
     assert (result.ok, result.checked, result.head_seq, result.problems) == (True, 4, 4, [])
 
 
+def test_a_batch_larger_than_one_insert_statement(empty_db, monkeypatch):
+    """A batch goes in as multi-row INSERTs of a bounded size (SQLite's bound-parameter limit): split over several,
+    the entries keep their order, values and one unbroken chain."""
+    from sharing import audit as audit_module
+
+    monkeypatch.setattr(audit_module, "_rows_per_insert", lambda conn: 3)
+    with empty_db.session() as session:
+        append(session, [_entry(i) for i in range(1, 11)])
+    rows = _rows(empty_db)
+    assert [r["seq"] for r in rows] == list(range(1, 11))
+    assert [r["detail"]["i"] for r in rows] == list(range(1, 11))
+    assert [r["grant_id"] for r in rows] == [10 + i % 3 for i in range(1, 11)]
+    assert _verify(empty_db).ok and _head(empty_db)[0] == 10
+
+
 def test_values_round_trip_unchanged_on_both_backends(empty_db):
     at = dt.datetime(2026, 11, 23, 23, 59, 58, 123456, tzinfo=dt.timezone(dt.timedelta(hours=8)))
     detail = {"float": 0.1, "big": 2**53 + 1, "neg": -0.0, "exp": 1e300, "text": "数据 \"引号\" \\ \n\t😀",
