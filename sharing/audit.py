@@ -84,6 +84,8 @@ def entry_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
 # --- validation -----------------------------------------------------------------------------------------------------
 
 def _int(name: str, value: Any, bounds: tuple[int, int] = _INT32) -> int:
+    if type(value) is int and bounds[0] <= value <= bounds[1]:  # the usual case, first (the writer's hot path)
+        return value
     if isinstance(value, bool):
         raise ValueError(f"审计记录字段 {name} 应为整数，收到布尔值")
     try:
@@ -111,15 +113,21 @@ def _json_value(value: Any) -> Any:
     if t is str or t is bool or value is None:
         return value
     if t is dict:
-        if all(type(k) is str for k in value):
-            return {k: _json_value(v) for k, v in value.items()}
-    elif t is list or t is tuple:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                return _json_other(value)
+            tv = type(v)
+            # Plain values inline: one call per entry rather than one per detail field (the writer's hot path).
+            out[k] = v if tv is str or tv is bool or v is None else _json_value(v)
+        return out
+    if t is list or t is tuple:
         return [_json_value(v) for v in value]
-    elif t is int:
+    if t is int:
         if not _INT64[0] <= value <= _INT64[1]:
             raise ValueError(f"审计记录 detail 中的整数超出 64 位范围：{value}")
         return value
-    elif t is float:
+    if t is float:
         if not math.isfinite(value):
             raise ValueError("审计记录 detail 中不能有 NaN 或无穷大")
         return value
@@ -156,8 +164,8 @@ def _prepare(entry: Mapping[str, Any]) -> dict[str, Any]:
     """The row of one entry, validated and normalised (without seq and hashes)."""
     if not isinstance(entry, Mapping):
         raise ValueError(f"审计记录应为字典，收到 {type(entry).__name__}")
-    unknown = set(entry) - _ENTRY_KEYS
-    if unknown:
+    if not entry.keys() <= _ENTRY_KEYS:
+        unknown = set(entry) - _ENTRY_KEYS
         raise ValueError(f"审计记录含未知字段：{', '.join(sorted(map(str, unknown)))}")
     missing = [k for k in ("kind", "action", "status") if entry.get(k) is None]
     if missing:
@@ -361,8 +369,11 @@ class AuditWriter:
     def submit_many(self, entries: Sequence[Mapping[str, Any]]) -> concurrent.futures.Future[list[Any]]:
         """Queue several entries as one job; the future resolves, once they are committed, to a list holding each
         entry's seq — or the exception that refused that entry alone — or to the error that failed them all."""
+        return self._submit_stamped([_stamped(e) for e in entries])
+
+    def _submit_stamped(self, entries: list[Any]) -> concurrent.futures.Future[list[Any]]:
         future: concurrent.futures.Future[list[Any]] = concurrent.futures.Future()
-        self._put(_Job([_stamped(e) for e in entries], future, many=True))
+        self._put(_Job(entries, future, many=True))
         return future
 
     def _put(self, job: _Job) -> None:
@@ -384,7 +395,7 @@ class AuditWriter:
     def _flush_loop_batch(self, batch: Batch) -> None:
         loop = asyncio.get_running_loop()
         try:
-            job = self.submit_many([entry for entry, _waiter in batch])
+            job = self._submit_stamped([entry for entry, _waiter in batch])  # stamped by `write`
         except BaseException as exc:  # noqa: BLE001 - closed: every waiter learns it
             settle(batch, [exc] * len(batch))
             return
