@@ -477,8 +477,8 @@ class GatewayRuntime:
         if fmt == "json":
             blocks = scope.json_blocks.get(view_key)
             if blocks is None or blocks.table is not view:
-                if len(scope.json_blocks) >= JSON_VIEWS_KEPT:
-                    scope.json_blocks.pop(next(iter(scope.json_blocks)))
+                if len(scope.json_blocks) >= JSON_VIEWS_KEPT:  # (a download's digest may page from a thread)
+                    scope.json_blocks.pop(next(iter(scope.json_blocks), None), None)
                 blocks = scope.json_blocks[view_key] = JsonRowBlocks(view)
             body = page_json_with_rows(blocks.text(offset, count), {
                 **meta, "version": version, "columns": selected,
