@@ -858,9 +858,7 @@ def _json_default(value: Any) -> Any:
 def page_json(table: pa.Table, meta: dict) -> bytes:
     """orjson bytes of {**meta, "rows": [{column: value, ...}, ...]}: dates as YYYY-MM-DD, timestamps ISO 8601,
     decimals as strings, nulls as null."""
-    pos = table.schema.get_field_index(POSITION_COLUMN)
-    if pos >= 0:
-        table = table.remove_column(pos)
+    table = output_table(table)
     names = tuple(table.schema.names)
     if not names:
         rows: list[dict] = [{} for _ in range(table.num_rows)]
@@ -949,18 +947,19 @@ def _column_literals(arr: pa.Array) -> tuple[str, Any]:
 def json_rows(table: pa.Table) -> tuple[np.ndarray, bytes | pa.Buffer]:
     """Each row of `table` as the JSON object page_json would write for it, followed by ',': returns the n+1 offsets
     (row i is text[offsets[i]:offsets[i + 1]]) and the text."""
-    pos = table.schema.get_field_index(POSITION_COLUMN)
-    if pos >= 0:
-        table = table.remove_column(pos)
+    table = output_table(table)
     n = table.num_rows
+    if n == 0:
+        return np.zeros(1, np.int32), b""
     parts: list[Any] = []
     text = "{"
     after_comma = True  # the previous literal brought its own ',' (or there is none yet)
     names = table.schema.names
     for i, name in enumerate(names):
-        kind, value = _column_literals(_flat(table.column(i)))
+        column = _flat(table.column(i))
+        kind, value = _column_literals(column)
         if kind == "comma" and i == len(names) - 1:  # the last value is followed by '}', not ','
-            kind, value = _each_literal(_flat(table.column(i)))
+            kind, value = _each_literal(column)
         text += ("" if after_comma else ",") + orjson.dumps(name).decode() + ":"
         after_comma = kind == "comma"
         if kind == "const":
@@ -972,8 +971,6 @@ def json_rows(table: pa.Table) -> tuple[np.ndarray, bytes | pa.Buffer]:
             parts += [text, value]
             text = ""
     text += "},"
-    if n == 0:
-        return np.zeros(1, np.int32), b""
     if not parts:  # every row the same
         row = text.encode()
         return np.arange(n + 1, dtype=np.int64) * len(row), row * n

@@ -465,7 +465,6 @@ class GatewayRuntime:
             # The response-size ceiling: trim to it and hand back a cursor for the rest.
             per_row = max(1.0, view.nbytes / max(1, total))
             count = max(1, min(count, int(self.settings.gateway_max_response_bytes / per_row)))
-        out = view.slice(offset, count)
         end = offset + count
         next_cursor = (encode_cursor(self.cursor_secret, {"v": version, "f": fingerprint, "o": end})
                        if end < total else None)
@@ -485,14 +484,10 @@ class GatewayRuntime:
                 "masked": {c: masked[c] for c in selected if c in masked},
                 "objections": {c: ids for c, ids in scope.item_objections.items() if c in selected},
                 "total": total, "offset": offset, "count": count, "next_cursor": next_cursor})
-            return Page(body, FORMATS[fmt], headers, count, len(body))
-        if fmt == "csv":
-            body = to_csv(out, bom=csv_bom)
-            return Page(body, FORMATS[fmt], headers, count, len(body))
-        if fmt == "parquet":
-            body = to_parquet(out)
-            return Page(body, FORMATS[fmt], headers, count, len(body))
-        body = to_arrow_stream(out)
+        else:
+            out = view.slice(offset, count)
+            body = (to_csv(out, bom=csv_bom) if fmt == "csv" else to_parquet(out) if fmt == "parquet"
+                    else to_arrow_stream(out))
         return Page(body, FORMATS[fmt], headers, count, len(body))
 
     @staticmethod

@@ -95,8 +95,8 @@ class RedisQuota:
         """The script once per entry of `calls` (keys, args), all in one round trip (a pipeline) on this thread's
         own connection — no pool checkout, no Script wrapper (~60 → ~22 µs of CPU for one; bench/gateway.py). Every
         reply is read, so the connection stays in step; a script Redis lost (restarted) is loaded again and only the
-        runs it refused are sent again (a refused EVALSHA changed nothing). A broken connection is replaced and the calls sent
-        again, at most twice: a count may then be taken twice, never skipped."""
+        runs it refused are sent again (a refused EVALSHA changed nothing). A broken connection is replaced and the
+        calls sent again, at most twice: a count may then be taken twice, never skipped."""
         replies: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
         for attempt in (1, 2, 3):
