@@ -13,9 +13,9 @@ Figures, each with its baseline measured in the same run:
     warning) loaded by wrk (T threads, C connections, D seconds; a Lua script walks the grant's pages by their signed
     cursors, so every request is a different authorized 100-row page), next to the same load on a plain FastAPI app
     with the same workers, its rows path answered ahead of FastAPI's routing as the gateway's is (GatewayFastPath):
-    (a) `direct`: a slice of the pre-filtered, unmasked 8-column table encoded by the
-    gateway's own JSON encoder (JsonRowBlocks: blocks of rows encoded with Arrow kernels, the last few kept), and (b) `static`: the pre-built bytes of the same pages (the framework
-    and loopback ceiling). All three servers run from the start and the measured runs are interleaved (--rounds, the
+    (a) `direct`: the pages of the pre-filtered, unmasked 8-column table encoded by the gateway's own JSON encoder
+    (JsonRowBlocks: blocks of rows encoded with Arrow kernels, the last few kept), and (b) `static`: the pre-built
+    bytes of the same pages (the framework and loopback ceiling). All three servers run from the start and the measured runs are interleaved (--rounds, the
     best round of each is reported, every round is in the JSON), so a noisy neighbour disturbs them alike; each run
     reports the CPU seconds of the server's workers, the load generator, Redis and the rest of the machine.
     Every audit entry is written by `AuditWriter` (group commit, synchronous=FULL) before its response is sent;
