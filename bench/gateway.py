@@ -17,7 +17,8 @@ Figures, each with its baseline measured in the same run:
     (JsonRowBlocks: blocks of rows encoded with Arrow kernels, the last few kept), and (b) `static`: the pre-built
     bytes of the same pages (the framework and loopback ceiling). All three servers run from the start and the
     measured runs are interleaved (--rounds, the best round of each is reported, every round is in the JSON), so a
-    noisy neighbour disturbs them alike; each run reports the CPU seconds of the server's workers, the load generator, Redis and the rest of the machine.
+    noisy neighbour disturbs them alike; each run reports the CPU seconds of the server's workers, the load
+    generator, Redis and the rest of the machine.
     Every audit entry is written by `AuditWriter` (group commit, synchronous=FULL) before its response is sent;
     the entries written while the gateway was under load are counted against the requests answered;
   * Arrow MB/s — one client in this process reading `format=arrow` of the whole scope, decoded while it arrives
