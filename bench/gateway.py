@@ -320,7 +320,10 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
     """Run with the server stopped: every figure here has the machine to itself."""
     from starlette.requests import Request
 
+    from sqlalchemy import select
+
     from catalog.db import Database
+    from catalog.models import DatasetVersion
     from catalog.storage import storage_for
     from sharing.engine import (
         JsonRowBlocks,
@@ -328,6 +331,7 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
         page_json,
         page_json_with_rows,
         parse_conditions,
+        to_arrow_stream,
         to_expression,
     )
     from sharing.gateway import GatewayRuntime, audit_entry, grant_specs
@@ -377,6 +381,21 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
         out["page_json_bytes"] = round(statistics.mean(len(b) for b in bodies.values()))
         check_masking(orjson.loads(bodies[""])["rows"], direct.slice(0, PAGE_ROWS).to_pylist())
 
+        # The same walk with pages of the JSON ceiling (1,000 rows): the per-call costs spread over 10x the rows.
+        big_rows = settings.gateway_max_page_rows
+        big_pages: list[tuple[int, str | None]] = []
+        cursor = None
+        while True:
+            page = rt.serve(scope, scope_id=("grant", caller.grant_id), version=version, fmt="json", columns=None,
+                            filters=[], sort=None, limit=big_rows, cursor=cursor, rows_left=None,
+                            meta={"dataset": code, "grant_id": caller.grant_id})
+            doc = orjson.loads(page.body)
+            big_pages.append((doc["offset"], cursor))
+            cursor = doc["next_cursor"]
+            if not cursor:
+                break
+        out["big_page_rows"] = big_rows
+
         meta = {"dataset": code, "version": version, "columns": caller.fields, "total": scope_rows}
         whole = rt.serve(scope, scope_id=("grant", caller.grant_id), version=version, fmt="arrow", columns=None,
                          filters=[], sort=None, limit=None, cursor=None, rows_left=None, meta={})
@@ -404,6 +423,26 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
                             filters=[], sort=None, limit=PAGE_ROWS, cursor=pages[i % n_pages][1], rows_left=10**9,
                             meta={"dataset": code, "grant_id": caller.grant_id})
 
+        n_big = len(big_pages)
+
+        def direct_json_big(i: int) -> bytes:
+            off = big_pages[i % n_big][0]
+            count = min(big_rows, scope_rows - off)
+            return page_json_with_rows(direct_blocks.text(off, count), {**meta, "offset": off, "count": count})
+
+        def serve_big(i: int):  # noqa: ANN202
+            return rt.serve(scope, scope_id=("grant", caller.grant_id), version=version, fmt="json", columns=None,
+                            filters=[], sort=None, limit=big_rows, cursor=big_pages[i % n_big][1], rows_left=10**9,
+                            meta={"dataset": code, "grant_id": caller.grant_id})
+
+        # A full scoped read, as the Arrow-stream client makes it: the same IPC writer on the direct table.
+        def direct_arrow(i: int) -> memoryview:
+            return to_arrow_stream(direct)
+
+        def serve_arrow(i: int):  # noqa: ANN202
+            return rt.serve(scope, scope_id=("grant", caller.grant_id), version=version, fmt="arrow", columns=None,
+                            filters=[], sort=None, limit=None, cursor=None, rows_left=10**9, meta={})
+
         n = n_pages * 2
         sync_steps = {  # name → (call, calls per pass)
             "direct_json": (direct_json, n),
@@ -426,6 +465,20 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
             await rt.audit.write(entry(i))
 
         async def audit_only(i: int) -> None:
+            await rt.audit.write(entry(i))
+
+        async def direct_json_big_async(i: int) -> None:
+            direct_json_big(i)
+
+        async def direct_arrow_async(i: int) -> None:
+            direct_arrow(i)
+
+        async def serve_audit_big(i: int) -> None:
+            serve_big(i)
+            await rt.audit.write(entry(i))
+
+        async def serve_audit_arrow(i: int) -> None:
+            serve_arrow(i)
             await rt.audit.write(entry(i))
 
         scope_headers = [(b"authorization", f"Bearer {cred}".encode())]
@@ -457,6 +510,14 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
             "endpoint": (endpoint, n, inflight),
             # One in flight: each entry waits for its own commit (fsync) — what a lone caller waits.
             "audit_one_in_flight": (audit_only, seq_n, 1),
+            # Each larger read next to its direct counterpart, through the same harness one after the other: timed
+            # apart (the direct ones with the synchronous steps) the pair differed by more than the audit costs, as
+            # the allocator's state after one phase or the other moved the cost of their large buffers.
+            "direct_json_big": (direct_json_big_async, n_big * 2, inflight),
+            "serve_audit_big": (serve_audit_big, n_big * 2, inflight),
+            # One client reading the whole scope: one call in flight, its entry's commit waited for alone.
+            "direct_arrow": (direct_arrow_async, 20, 1),
+            "serve_audit_arrow": (serve_audit_arrow, 20, 1),
         }
         best: dict[str, float] = {}
         cpu: dict[str, float] = {}
@@ -479,9 +540,36 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
                     if us < best.get(name, math.inf):
                         # process_time covers every thread: the audit writer's work is in it
                         best[name], cpu[name] = us, (time.process_time() - c) / count * 1e6
+            # Cold full reads, once per worker and version (and again after an objection refresh): the direct read
+            # scans the Parquet file with pyarrow, reading only the 8 columns and the filter's, the row groups pruned by
+            # the filter; the gateway reads the version, builds the scope (filter, masks, objection marks) and serves.
+            filter_columns = sorted({c.field for c in parse_conditions(caller.row_filter)} - set(caller.fields))
+            with db.sessionmaker() as session:
+                version_path = session.execute(select(DatasetVersion.path).where(
+                    DatasetVersion.dataset_id == caller.dataset_id, DatasetVersion.version == version)).scalar_one()
+
+            def direct_cold() -> memoryview:
+                with rt.storage.open(version_path, "rb") as fh:
+                    read = pq.read_table(fh, columns=[*caller.fields, *filter_columns], filters=expr)
+                return to_arrow_stream(read.select(caller.fields))
+
+            def gateway_cold() -> None:
+                rt.tables.clear()
+                rt.scopes.clear()
+                cold = rt.grant_scope(caller, version, grant_specs(caller))
+                rt.serve(cold, scope_id=("grant", caller.grant_id), version=version, fmt="arrow", columns=None,
+                         filters=[], sort=None, limit=None, cursor=None, rows_left=10**9, meta={})
+                loop.run_until_complete(rt.audit.write(entry(0)))
+
+            for _ in range(5):  # interleaved, the best of each kept
+                for name, fn in (("direct_cold", direct_cold), ("gateway_cold", gateway_cold)):
+                    t = time.perf_counter()
+                    fn()
+                    best[name] = min(best.get(name, math.inf), (time.perf_counter() - t) * 1e6)
         finally:
             loop.close()
         out["steps_us"] = {k: round(best[k], 1) for k in sync_steps}
+        out["cold_us"] = {k: round(best[k], 1) for k in ("direct_cold", "gateway_cold")}
         out["in_flight_us"] = {k: round(best[k], 1) for k in async_steps}
         out["cpu_us"] = {k: round(v, 1) for k, v in cpu.items()}
         out["audit_batch_mean"] = {k: round(statistics.mean(v), 2) for k, v in batches.items()}
@@ -1051,7 +1139,7 @@ def main() -> None:
         figures["page_json_bytes"] = ip["page_json_bytes"]
         figures["in_process"] = {k: ip[k] for k in ("read_version_s", "scope_build_ms", "direct_filter_ms",
                                                     "pages_in_scope", "steps_us", "in_flight_us", "cpu_us",
-                                                    "audit_batch_mean", "inflight")}
+                                                    "audit_batch_mean", "inflight", "cold_us", "big_page_rows")}
         steps, flight = ip["steps_us"], ip["in_flight_us"]
         direct_us, gateway_us = steps["direct_json"], flight["serve_audit"]
         figures["direct_us"] = direct_us
@@ -1059,6 +1147,15 @@ def main() -> None:
         figures["endpoint_us"] = flight["endpoint"]
         figures["overhead_pct"] = round((gateway_us - direct_us) / direct_us * 100, 1)
         figures["endpoint_overhead_pct"] = round((flight["endpoint"] - direct_us) / direct_us * 100, 1)
+        # The same comparison for larger reads: the gateway's per-call costs (cursor, bookkeeping, the audit entry and
+        # its commit) are fixed, the rows' cost is not.
+        cold = ip["cold_us"]
+        reads = {"page_100_rows": (direct_us, gateway_us),
+                 f"page_{ip['big_page_rows']}_rows": (flight["direct_json_big"], flight["serve_audit_big"]),
+                 "full_scope_arrow": (flight["direct_arrow"], flight["serve_audit_arrow"]),
+                 "full_scope_arrow_cold": (cold["direct_cold"], cold["gateway_cold"])}
+        figures["overhead_by_read"] = {name: {"direct_us": d, "gateway_us": g, "overhead_pct": round((g - d) / d * 100, 1)}
+                                       for name, (d, g) in reads.items()}
         cpu_us = ip["cpu_us"]  # the same comparison in CPU time (the audit writer thread's included)
         figures["overhead_cpu_pct"] = round((cpu_us["serve_audit"] - cpu_us["direct_json"]) / cpu_us["direct_json"]
                                             * 100, 1)
@@ -1273,6 +1370,15 @@ def print_summary(f: dict) -> None:
           + ", ".join(f"{k} {v}" for k, v in ip["audit_batch_mean"].items()))
     print(f"  scope build (filter 1 version + mask; once per worker, again every objection refresh): "
           f"{ip['scope_build_ms']} ms")
+    print("\nOverhead by read size, in process (best of passes)                  direct µs  gateway µs  overhead")
+    read_labels = {"page_100_rows": f"JSON page of {PAGE_ROWS} rows, {ip['inflight']} in flight (the goal's figure)",
+                   f"page_{ip['big_page_rows']}_rows": f"JSON page of {ip['big_page_rows']:,} rows (the ceiling), "
+                                                      f"{ip['inflight']} in flight",
+                   "full_scope_arrow": f"whole scope as an Arrow stream ({f['scope_rows']:,} rows), one client",
+                   "full_scope_arrow_cold": "the same, cold: Parquet read (+ scope build; direct: 9 columns)"}
+    for name, label in read_labels.items():
+        r = f["overhead_by_read"][name]
+        print(f"  {label:<64} {r['direct_us']:>10,.0f} {r['gateway_us']:>11,.0f} {r['overhead_pct']:>8}%")
     c = f.get("audit_chain", {})
     print(f"\nAudit: {f.get('audit_entries_written', 0):,} entries while the gateway was under load "
           f"({f['audit_window']['entries']}) for {f['audit_window']['answered_by_client']:,} answered requests; "
