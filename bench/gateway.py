@@ -1154,8 +1154,9 @@ def main() -> None:
                  f"page_{ip['big_page_rows']}_rows": (flight["direct_json_big"], flight["serve_audit_big"]),
                  "full_scope_arrow": (flight["direct_arrow"], flight["serve_audit_arrow"]),
                  "full_scope_arrow_cold": (cold["direct_cold"], cold["gateway_cold"])}
-        figures["overhead_by_read"] = {name: {"direct_us": d, "gateway_us": g, "overhead_pct": round((g - d) / d * 100, 1)}
-                                       for name, (d, g) in reads.items()}
+        figures["overhead_by_read"] = {
+            name: {"direct_us": d, "gateway_us": g, "overhead_pct": round((g - d) / d * 100, 1)}
+            for name, (d, g) in reads.items()}
         cpu_us = ip["cpu_us"]  # the same comparison in CPU time (the audit writer thread's included)
         figures["overhead_cpu_pct"] = round((cpu_us["serve_audit"] - cpu_us["direct_json"]) / cpu_us["direct_json"]
                                             * 100, 1)
