@@ -32,7 +32,10 @@ Figures, each with its baseline measured in the same run:
     `GatewayRuntime.serve` on the cached scope + an awaited `AuditWriter.write`, 64 pages in flight as the server
     runs them (group commit), and the whole endpoint coroutine (credential check, Redis quotas, serve, audit);
     plus a per-step breakdown (wall and CPU µs, the mean number of entries per audit commit) that shows where the
-    time goes. Passes are interleaved and the best of each variant is kept.
+    time goes. Passes are interleaved and the best of each variant is kept. The same comparison for larger reads,
+    each timed right beside its direct counterpart: pages of 1,000 rows (the JSON ceiling), the whole scope as an
+    Arrow stream (one call in flight, as one client reads it), and that read cold — the version read from Parquet
+    and the scope built, against a pyarrow read of only the 9 columns it needs with the filter pushed down.
 After the load the audit chain is verified (`sharing.audit.verify`). Prints a table, then one JSON line with every
 figure. Exit status 1 if a check failed (non-2xx responses, socket errors, fewer audit entries than answered
 requests, a broken chain) — not for a missed goal.
