@@ -201,7 +201,7 @@ def _ok(response, expect: int = 200) -> dict:  # noqa: ANN001
     return response.json()
 
 
-def setup(data_dir: Path, rows: int, secret: str) -> dict:
+def setup(data_dir: Path, rows: int, secret: str, database_url: str = "") -> dict:
     from fastapi.testclient import TestClient
     from sqlalchemy import select, update
 
@@ -219,7 +219,8 @@ def setup(data_dir: Path, rows: int, secret: str) -> dict:
     from sharing.models import Grant
 
     timings: dict[str, float] = {}
-    settings = Settings(data_dir=data_dir, secret_key=secret, rate_limit_storage="memory://")
+    settings = Settings(data_dir=data_dir, secret_key=secret, rate_limit_storage="memory://",
+                        database_url=database_url)
     db = Database(settings.resolved_database_url())
     t = time.perf_counter()
     upgrade(db.engine)
@@ -994,12 +995,34 @@ def arrow_reads(port: int, code: str, credential: str, repeat: int, scope_rows: 
 # Audit
 
 
-def audit_head(db_url: str) -> int:
-    from sqlalchemy import create_engine, func, select
+def create_postgres_database(server: str) -> str:
+    """A new, uniquely named database on `server` (the server is shared: never reuse or touch another's)."""
+    import psycopg
 
+    name = f"odh_bench_{time.strftime('%Y%m%d%H%M%S')}_{os.getpid()}"
+    with psycopg.connect(server.rstrip("/") + "/postgres", autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+    return server.rstrip("/") + "/" + name
+
+
+def drop_postgres_database(server: str, database_url: str) -> None:
+    import psycopg
+
+    name = database_url.rsplit("/", 1)[1]
+    try:
+        with psycopg.connect(server.rstrip("/") + "/postgres", autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except Exception as exc:  # noqa: BLE001
+        print(f"note: could not drop {name}: {exc}")
+
+
+def audit_head(db_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from catalog.db import make_engine
     from sharing.models import AuditEntry
 
-    engine = create_engine(db_url)
+    engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
             return conn.execute(select(func.coalesce(func.max(AuditEntry.seq), 0))).scalar_one()
@@ -1008,11 +1031,12 @@ def audit_head(db_url: str) -> int:
 
 
 def audit_window(db_url: str, after: int, upto: int) -> dict:
-    from sqlalchemy import create_engine, func, select
+    from sqlalchemy import func, select
 
+    from catalog.db import make_engine
     from sharing.models import AuditEntry
 
-    engine = create_engine(db_url)
+    engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
             rows = conn.execute(select(AuditEntry.action, AuditEntry.status, func.count())
@@ -1083,7 +1107,10 @@ def main() -> None:
     ap.add_argument("--redis", default="redis://127.0.0.1:6379", help="rate-limit storage of the server")
     ap.add_argument("--no-http-baseline", action="store_true", help="skip the two baseline servers")
     ap.add_argument("--data-dir", type=Path, default=None, help="default: a new temporary directory")
-    ap.add_argument("--keep", action="store_true", help="keep the data directory")
+    ap.add_argument("--keep", action="store_true", help="keep the data directory (and the --postgres database)")
+    ap.add_argument("--postgres", metavar="SERVER_URL", default=None,
+                    help="keep the catalog and the audit log in a new database on this PostgreSQL server, e.g. "
+                         "postgresql://postgres@127.0.0.1:5432 (default: SQLite in the data directory)")
     ap.add_argument("--serve-baseline", type=int, default=None, help=argparse.SUPPRESS)  # internal: port
     args = ap.parse_args()
     if args.serve_baseline:
@@ -1110,10 +1137,15 @@ def main() -> None:
     limiter_ns: str | None = None
     keys_checked = False
     info: dict = {}
+    database_url = ""
+    if args.postgres:
+        database_url = create_postgres_database(args.postgres)
+        print(f"database: {database_url}", flush=True)
+    figures["database"] = "postgresql" if database_url else "sqlite"
     try:
         # 1. Set-up
         t = time.perf_counter()
-        info = setup(data_dir, args.rows, secret)
+        info = setup(data_dir, args.rows, secret, database_url)
         figures["setup"] = {**info["timings"], "total_s": round(time.perf_counter() - t, 1),
                             "dataset": info["code"], "approvals": info["stages"]}
         figures["version_rows"] = info["rows"]
@@ -1128,7 +1160,8 @@ def main() -> None:
         # 2. In-process, with nothing else running
         from catalog.settings import Settings
 
-        settings = Settings(data_dir=data_dir, secret_key=secret, rate_limit_storage=args.redis or "memory://")
+        settings = Settings(data_dir=data_dir, secret_key=secret, rate_limit_storage=args.redis or "memory://",
+                            database_url=database_url)
         if args.redis:
             limiter_ns = limiter_namespace(settings, info["db_url"])
             preexisting_keys = redis_keys(args.redis, limiter_ns, info["grant_id"])
@@ -1185,6 +1218,8 @@ def main() -> None:
         env = {**os.environ, "ODH_SECRET_KEY": secret, "ODH_RATE_LIMIT_STORAGE": args.redis or "memory://"}
         env.pop("DATABASE_URL", None)
         env.pop("ODH_DATABASE_URL", None)
+        if database_url:
+            env["ODH_DATABASE_URL"] = database_url
         targets["gateway"] = Server(argv, env, port, data_dir / "bench-server.log")
         servers.append(targets["gateway"])
         if not args.no_http_baseline:
@@ -1305,9 +1340,11 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001
                 print(f"note: could not remove the run's rate-limit keys: {exc}")
         if args.keep:
-            print(f"data kept in {data_dir}")
+            print(f"data kept in {data_dir}" + (f", database {database_url}" if database_url else ""))
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
+            if database_url:
+                drop_postgres_database(args.postgres, database_url)
 
     figures["goals"] = {
         "pages_per_s_ge_3000": {"met": figures["pages_per_s"] >= GOAL_PAGES_PER_S, "measured": figures["pages_per_s"]},
