@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from catalog.models import Dataset
+from sharing.engine import mask_array
 from tests.conftest import bearer
 from tests.sharing_helpers import (
     ASKED,
@@ -147,6 +148,45 @@ def test_formats_csv_arrow_parquet_carry_the_same_scope(client, tokens, delivere
     assert table["sfzhm"].to_pylist() == [r["sfzhm"] for r in first["rows"]]
     parquet = pq.read_table(io.BytesIO(rows(client, cred, format="parquet").content))
     assert parquet.equals(table)
+
+
+def test_a_scope_reads_only_the_columns_it_needs_and_a_wider_one_adds_only_its_own(client, tokens, db, settings,
+                                                                                   delivered, monkeypatch):
+    """A grant's scope reads its granted items and its filter's from the version's Parquet file, no others; a second
+    grant on the same version reads only the items the first did not, and both serve the version's true values."""
+    read: list[list[str]] = []
+    plain_read = pq.ParquetFile.read
+
+    def recording_read(self, columns=None, **kwargs):  # noqa: ANN001, ANN202
+        read.append(list(columns) if columns is not None else ["<all>"])
+        return plain_read(self, columns=columns, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read", recording_read)
+    truth = version_table(db, settings, "GAJ-00001")
+    assert {"mzdm", "hjdz", "hh"} <= set(truth.column_names)  # items no grant below needs first
+
+    _, first = approved_grant(client, tokens)  # sfzhm xm csrq hjdxzqhdm, filter on xbdm and csrq
+    one = rows(client, first, format="arrow")
+    assert one.status_code == 200, one.text
+    assert len(read) == 1 and sorted(read[0]) == ["csrq", "hjdxzqhdm", "sfzhm", "xbdm", "xm"]
+
+    wider = {"action": "approve", "reason": "同意"}
+    _, second = approved_grant(client, tokens, narrowed=wider, fields=["sfzhm", "mzdm", "hh"],
+                               row_filter=[{"field": "xbdm", "op": "eq", "value": "2"}])
+    two = rows(client, second, format="arrow")
+    assert two.status_code == 200, two.text
+    assert len(read) == 2 and sorted(read[1]) == ["hh", "mzdm"]  # sfzhm and xbdm were read already
+
+    served = pa.ipc.open_stream(two.content).read_all()
+    women = truth.filter(pc.equal(truth["xbdm"], "2"))
+    assert 0 < served.num_rows == women.num_rows
+    masked = rows(client, second, limit=1).json()["masked"]
+    assert "mzdm" not in masked and masked.get("hh")  # 户号 is masked by default
+    assert served["mzdm"].to_pylist() == women["mzdm"].to_pylist()
+    assert served["hh"].to_pylist() == mask_array(women["hh"].combine_chunks(), masked["hh"]).to_pylist()
+    again = pa.ipc.open_stream(rows(client, first, format="arrow").content).read_all()
+    assert again.equals(pa.ipc.open_stream(one.content).read_all())
+    assert len(read) == 2
 
 
 def test_client_filter_and_sort_narrow_within_the_grant(client, tokens, db, settings, delivered):
