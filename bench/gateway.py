@@ -369,20 +369,23 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
         if direct.num_rows != scope_rows:
             raise SystemExit(f"direct filter gives {direct.num_rows} rows, the scope {scope_rows}")
 
-        # Every page of the scope with the cursor a client would send (signed as the server signs them).
-        pages: list[tuple[int, str | None]] = []
-        bodies: dict[str, bytes] = {}
-        cursor = None
-        while True:
-            page = rt.serve(scope, scope_id=("grant", caller.grant_id), version=version, fmt="json", columns=None,
-                            filters=[], sort=None, limit=PAGE_ROWS, cursor=cursor, rows_left=None,
-                            meta={"dataset": code, "grant_id": caller.grant_id})
-            doc = orjson.loads(page.body)
-            pages.append((doc["offset"], cursor))
-            bodies[cursor or ""] = page.body
-            cursor = doc["next_cursor"]
-            if not cursor:
-                break
+        def walk(limit: int) -> list[tuple[int, str | None, bytes]]:
+            """Every page of the scope: its offset, the cursor a client sends for it (signed as the server signs
+            them) and its body."""
+            found, cursor = [], None
+            while True:
+                page = rt.serve(scope, scope_id=("grant", caller.grant_id), version=version, fmt="json",
+                                columns=None, filters=[], sort=None, limit=limit, cursor=cursor, rows_left=None,
+                                meta={"dataset": code, "grant_id": caller.grant_id})
+                doc = orjson.loads(page.body)
+                found.append((doc["offset"], cursor, page.body))
+                cursor = doc["next_cursor"]
+                if not cursor:
+                    return found
+
+        walked = walk(PAGE_ROWS)
+        pages: list[tuple[int, str | None]] = [(offset, cursor) for offset, cursor, _ in walked]
+        bodies: dict[str, bytes] = {cursor or "": body for _, cursor, body in walked}
         n_pages = len(pages)
         out["pages_in_scope"] = n_pages
         out["page_json_bytes"] = round(statistics.mean(len(b) for b in bodies.values()))
@@ -390,17 +393,7 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
 
         # The same walk with pages of the JSON ceiling (1,000 rows): the per-call costs spread over 10x the rows.
         big_rows = settings.gateway_max_page_rows
-        big_pages: list[tuple[int, str | None]] = []
-        cursor = None
-        while True:
-            page = rt.serve(scope, scope_id=("grant", caller.grant_id), version=version, fmt="json", columns=None,
-                            filters=[], sort=None, limit=big_rows, cursor=cursor, rows_left=None,
-                            meta={"dataset": code, "grant_id": caller.grant_id})
-            doc = orjson.loads(page.body)
-            big_pages.append((doc["offset"], cursor))
-            cursor = doc["next_cursor"]
-            if not cursor:
-                break
+        big_pages = [(offset, cursor) for offset, cursor, _ in walk(big_rows)]
         out["big_page_rows"] = big_rows
 
         meta = {"dataset": code, "version": version, "columns": caller.fields, "total": scope_rows}
