@@ -396,7 +396,10 @@ class GatewayRuntime:
             specs = specs_for(list(dataset.items))
             row_marks, item_marks = self._objections(session, dataset, version, {s.code for s in specs})
         parsed = parse_conditions(row_filter)
-        table = self.version_table(dataset_id, version, [*(s.code for s in specs), *(c.field for c in parsed)])
+        needed = list(dict.fromkeys([*(s.code for s in specs), *(c.field for c in parsed)]))
+        table = self.version_table(dataset_id, version, needed)
+        # Only this scope's columns go through the filter (the kept table may hold other scopes' too).
+        table = table.select([c for c in needed if c in table.column_names])
         conds = bind_conditions(parsed, table.schema, allowed=None)
         scoped = build_scope(table, specs, to_expression(conds), row_marks)
         return self.scopes.put(scope_key, Scope(scoped, specs, item_marks, time.monotonic()), 1)
