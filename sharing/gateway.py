@@ -330,39 +330,33 @@ class GatewayRuntime:
     # --- data --------------------------------------------------------------------------------------------------------
 
     def version_table(self, dataset_id: int, version: int, columns: Collection[str]) -> pa.Table:
-        """Those of `columns` that the published version has (an item added after it was published is not in it),
-        read from its Parquet file and kept for every scope on that version. Only the columns some scope needs are
-        read — a grant of 8 of 15 items reads 8 and its filter's (cold scope build on the benchmark's 1M rows:
-        see README "### Gateway") — and a later scope needing more adds only the ones it lacks."""
+        """Those of `columns` that the published version has (an item added after it was published is not in it), in
+        that order. Read from the version's Parquet file and kept for every scope on that version, only the columns
+        some scope needs — a grant of 8 of 15 items reads 8 and its filter's (cold scope build on the benchmark's 1M
+        rows: see README "### Gateway") — and a later scope needing more reads only the ones not kept yet."""
         key = (dataset_id, version)
-        cached = self.tables.get(key)
-        if cached is not None:
-            table, in_file = cached
-            missing = [c for c in dict.fromkeys(columns) if c in in_file and c not in table.column_names]
-            if not missing:
-                return table
-        else:
-            table, missing = None, None
-        with self.db.sessionmaker() as session:
-            path = session.execute(select(DatasetVersion.path).where(
-                DatasetVersion.dataset_id == dataset_id, DatasetVersion.version == version)).scalar_one_or_none()
-        if path is None:
-            raise NotFound(f"版本 {version} 不存在")
-        with self.storage.open(path, "rb") as fh:
-            parquet = pq.ParquetFile(fh)
-            in_file = frozenset(parquet.schema_arrow.names)
-            if missing is None:
-                missing = [c for c in dict.fromkeys(columns) if c in in_file]
-            read = parquet.read(columns=missing).combine_chunks()
-        if table is None:
-            table = read
-        else:  # the same immutable file: the same rows in the same order
-            if read.num_rows != table.num_rows:
-                raise RuntimeError(f"版本文件 {path} 的行数与已读取的不一致")
-            for name, column in zip(read.column_names, read.columns):
-                table = table.append_column(read.schema.field(name), column)
-        self.tables.put(key, (table, in_file), table.nbytes)
-        return table
+        wanted = list(dict.fromkeys(columns))
+        kept, in_file = self.tables.get(key) or (None, frozenset())
+        if kept is None or any(c in in_file and c not in kept.column_names for c in wanted):
+            with self.db.sessionmaker() as session:
+                path = session.execute(select(DatasetVersion.path).where(
+                    DatasetVersion.dataset_id == dataset_id, DatasetVersion.version == version)).scalar_one_or_none()
+            if path is None:
+                raise NotFound(f"版本 {version} 不存在")
+            have = set(kept.column_names) if kept is not None else set()
+            with self.storage.open(path, "rb") as fh:
+                parquet = pq.ParquetFile(fh)
+                in_file = frozenset(parquet.schema_arrow.names)
+                read = parquet.read(columns=[c for c in wanted if c in in_file and c not in have]).combine_chunks()
+            if kept is None:
+                kept = read
+            else:  # the same immutable file: the same rows in the same order
+                if read.num_rows != kept.num_rows:
+                    raise RuntimeError(f"版本文件 {path} 的行数与已读取的不一致")
+                for name, column in zip(read.column_names, read.columns):
+                    kept = kept.append_column(read.schema.field(name), column)
+            self.tables.put(key, (kept, in_file), kept.nbytes)
+        return kept.select([c for c in wanted if c in in_file])
 
     def scope(self, scope_key: Hashable, dataset_id: int, version: int,
               specs_for: Callable[[list], list[ColumnSpec]], row_filter: list[dict[str, Any]]) -> Scope:
@@ -396,10 +390,7 @@ class GatewayRuntime:
             specs = specs_for(list(dataset.items))
             row_marks, item_marks = self._objections(session, dataset, version, {s.code for s in specs})
         parsed = parse_conditions(row_filter)
-        needed = list(dict.fromkeys([*(s.code for s in specs), *(c.field for c in parsed)]))
-        table = self.version_table(dataset_id, version, needed)
-        # Only this scope's columns go through the filter (the kept table may hold other scopes' too).
-        table = table.select([c for c in needed if c in table.column_names])
+        table = self.version_table(dataset_id, version, [*(s.code for s in specs), *(c.field for c in parsed)])
         conds = bind_conditions(parsed, table.schema, allowed=None)
         scoped = build_scope(table, specs, to_expression(conds), row_marks)
         return self.scopes.put(scope_key, Scope(scoped, specs, item_marks, time.monotonic()), 1)
