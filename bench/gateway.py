@@ -403,10 +403,21 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
 
         direct_blocks = JsonRowBlocks(direct)  # the view's own encoder: each block once per pass over the pages
 
-        def direct_json(i: int) -> bytes:
-            off = pages[i % n_pages][0]
-            count = min(PAGE_ROWS, scope_rows - off)
-            return page_json_with_rows(direct_blocks.text(off, count), {**meta, "offset": off, "count": count})
+        def direct_pages(walked: list[tuple[int, str | None]], rows: int):  # noqa: ANN202
+            def direct_json(i: int) -> bytes:
+                off = walked[i % len(walked)][0]
+                count = min(rows, scope_rows - off)
+                return page_json_with_rows(direct_blocks.text(off, count), {**meta, "offset": off, "count": count})
+            return direct_json
+
+        def served_pages(walked: list[tuple[int, str | None]], rows: int):  # noqa: ANN202
+            def serve(i: int):  # noqa: ANN202
+                return rt.serve(scope, scope_id=("grant", caller.grant_id), version=version, fmt="json",
+                                columns=None, filters=[], sort=None, limit=rows, cursor=walked[i % len(walked)][1],
+                                rows_left=10**9, meta={"dataset": code, "grant_id": caller.grant_id})
+            return serve
+
+        direct_json, serve = direct_pages(pages, PAGE_ROWS), served_pages(pages, PAGE_ROWS)
 
         def direct_page_json(i: int) -> bytes:
             off = pages[i % n_pages][0]
@@ -418,23 +429,6 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
             part = direct.slice(off, PAGE_ROWS)
             return orjson.dumps({**meta, "offset": off, "count": part.num_rows, "rows": part.to_pylist()})
 
-        def serve(i: int):  # noqa: ANN202
-            return rt.serve(scope, scope_id=("grant", caller.grant_id), version=version, fmt="json", columns=None,
-                            filters=[], sort=None, limit=PAGE_ROWS, cursor=pages[i % n_pages][1], rows_left=10**9,
-                            meta={"dataset": code, "grant_id": caller.grant_id})
-
-        n_big = len(big_pages)
-
-        def direct_json_big(i: int) -> bytes:
-            off = big_pages[i % n_big][0]
-            count = min(big_rows, scope_rows - off)
-            return page_json_with_rows(direct_blocks.text(off, count), {**meta, "offset": off, "count": count})
-
-        def serve_big(i: int):  # noqa: ANN202
-            return rt.serve(scope, scope_id=("grant", caller.grant_id), version=version, fmt="json", columns=None,
-                            filters=[], sort=None, limit=big_rows, cursor=big_pages[i % n_big][1], rows_left=10**9,
-                            meta={"dataset": code, "grant_id": caller.grant_id})
-
         # A full scoped read, as the Arrow-stream client makes it: the same IPC writer on the direct table.
         def direct_arrow(i: int) -> memoryview:
             return to_arrow_stream(direct)
@@ -444,6 +438,7 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
                             filters=[], sort=None, limit=None, cursor=None, rows_left=10**9, meta={})
 
         n = n_pages * 2
+        n_big = len(big_pages)
         sync_steps = {  # name → (call, calls per pass)
             "direct_json": (direct_json, n),
             "direct_page_json": (direct_page_json, n),
@@ -460,25 +455,20 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
                                                      "dataset": code, "credential_id": caller.credential_id,
                                                      "rows": PAGE_ROWS, "bytes": 15_000})
 
-        async def serve_audit(i: int) -> None:
-            serve(i)
-            await rt.audit.write(entry(i))
+        def audited(read):  # noqa: ANN001, ANN202 - the read, then its audit entry awaited (group commit)
+            async def call(i: int) -> None:
+                read(i)
+                await rt.audit.write(entry(i))
+            return call
+
+        def as_coroutine(read):  # noqa: ANN001, ANN202 - through the same harness, no audit
+            async def call(i: int) -> None:
+                read(i)
+            return call
+
+        serve_audit = audited(serve)
 
         async def audit_only(i: int) -> None:
-            await rt.audit.write(entry(i))
-
-        async def direct_json_big_async(i: int) -> None:
-            direct_json_big(i)
-
-        async def direct_arrow_async(i: int) -> None:
-            direct_arrow(i)
-
-        async def serve_audit_big(i: int) -> None:
-            serve_big(i)
-            await rt.audit.write(entry(i))
-
-        async def serve_audit_arrow(i: int) -> None:
-            serve_arrow(i)
             await rt.audit.write(entry(i))
 
         scope_headers = [(b"authorization", f"Bearer {cred}".encode())]
@@ -513,11 +503,11 @@ def in_process(info: dict, settings, passes: int, inflight: int) -> dict:  # noq
             # Each larger read next to its direct counterpart, through the same harness one after the other: timed
             # apart (the direct ones with the synchronous steps) the pair differed by more than the audit costs, as
             # the allocator's state after one phase or the other moved the cost of their large buffers.
-            "direct_json_big": (direct_json_big_async, n_big * 2, inflight),
-            "serve_audit_big": (serve_audit_big, n_big * 2, inflight),
+            "direct_json_big": (as_coroutine(direct_pages(big_pages, big_rows)), n_big * 2, inflight),
+            "serve_audit_big": (audited(served_pages(big_pages, big_rows)), n_big * 2, inflight),
             # One client reading the whole scope: one call in flight, its entry's commit waited for alone.
-            "direct_arrow": (direct_arrow_async, 20, 1),
-            "serve_audit_arrow": (serve_audit_arrow, 20, 1),
+            "direct_arrow": (as_coroutine(direct_arrow), 20, 1),
+            "serve_audit_arrow": (audited(serve_arrow), 20, 1),
         }
         best: dict[str, float] = {}
         cpu: dict[str, float] = {}
